@@ -1,0 +1,1 @@
+"""Real-time buyer–seller messaging for a marketplace's orders."""

@@ -1,0 +1,114 @@
+"""The JSON HTTP API's plumbing: authentication, body parsing and error mapping.
+
+``@json_endpoint`` turns a view ``(request, identity, **kwargs) -> (status, body)`` into
+an endpoint that answers every refusal as ``{"error": {"code", "message"}}`` with a 4xx
+status. Bearer-token calls are exempt from CSRF (no ambient credential); calls that rely
+on the session cookie get Django's CSRF check on unsafe methods.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.views.decorators.csrf import csrf_exempt
+
+from chat_service.errors import BadRequest, ChatError, Forbidden, Internal, TooLarge, Unauthorized
+from chat_service.identity import Identity, TokenError, identity_from_request
+from chat_service.protocol import MAX_SEQ
+
+log = logging.getLogger(__name__)
+
+View = Callable[..., tuple[int, dict[str, Any]]]
+_csrf = CsrfViewMiddleware(lambda request: HttpResponse())
+
+
+def error_response(error: ChatError, *, status: int | None = None) -> JsonResponse:
+    body = {"error": {"code": error.code, "message": error.message, **error.details}}
+    response = JsonResponse(body, status=status or error.http_status)
+    if error.code == "rate_limited" and "retry_after_s" in error.details:
+        response["Retry-After"] = str(max(1, round(float(error.details["retry_after_s"]) + 0.5)))
+    return response
+
+
+def json_endpoint(*methods: str) -> Callable[[View], Callable[..., HttpResponse]]:
+    allowed = set(methods)
+
+    def decorate(view: View) -> Callable[..., HttpResponse]:
+        @csrf_exempt
+        @functools.wraps(view)
+        def endpoint(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+            if request.method not in allowed:
+                response = JsonResponse(
+                    {"error": {"code": "method_not_allowed", "message": f"Use {', '.join(sorted(allowed))}."}},
+                    status=405,
+                )
+                response["Allow"] = ", ".join(sorted(allowed))
+                return response
+            try:
+                identity = _authenticate(request)
+                status, body = view(request, identity, **kwargs)
+            except ChatError as exc:
+                return error_response(exc)
+            except Exception:  # noqa: BLE001 - a bug is logged, never shown
+                log.exception("endpoint %s failed", request.path)
+                return error_response(Internal())
+            return JsonResponse(body, status=status, json_dumps_params={"ensure_ascii": False})
+
+        return endpoint
+
+    return decorate
+
+
+def _authenticate(request: HttpRequest) -> Identity:
+    try:
+        identity = identity_from_request(request)
+    except TokenError as exc:
+        raise Unauthorized(
+            "The token has expired." if exc.reason == "expired" else Unauthorized.default_message
+        ) from None
+    if identity.expires_at is None and request.method not in {"GET", "HEAD", "OPTIONS"}:
+        # Session (cookie) authentication: guard against cross-site request forgery.
+        if _csrf.process_view(request, None, (), {}) is not None:
+            raise Forbidden("CSRF check failed: send the X-CSRFToken header.")
+    return identity
+
+
+def json_body(request: HttpRequest) -> dict[str, Any]:
+    limit = settings.CHAT["MAX_FRAME_BYTES"]
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise BadRequest("Invalid Content-Length.") from None
+    if declared > limit:
+        raise TooLarge(f"The body can be at most {limit} bytes.")
+    raw = request.body
+    if len(raw) > limit:
+        raise TooLarge(f"The body can be at most {limit} bytes.")
+    try:
+        body = json.loads(raw or b"null")
+    except (ValueError, RecursionError):
+        raise BadRequest("The body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object.")
+    return body
+
+
+def query_int(request: HttpRequest, name: str, *, default: int | None = None,
+              minimum: int = 0, maximum: int = MAX_SEQ) -> int | None:
+    raw = request.GET.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number.", field=name) from None
+    if not minimum <= value <= maximum:
+        raise BadRequest(f"{name} must be between {minimum} and {maximum}.", field=name)
+    return value

@@ -1,0 +1,303 @@
+"""The WebSocket endpoint ``/ws/``: one ChatConsumer per socket.
+
+Transport only: parse a frame, call one service or selector, frame the answer. The
+consumer never dies of a bad frame or of a bug in a handler: errors become reply/error
+frames and the socket stays open.
+
+Delivery invariant (see docs/architecture.md): for every joined thread the socket keeps
+``joined[order_id]`` = the last seq it delivered. An event is delivered only as cursor+1;
+a jump is filled from PostgreSQL first and anything at or below the cursor is dropped.
+So each socket sees each thread as one gapless, duplicate-free, ordered stream, whatever
+the channel layer drops or reorders.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.consumer import get_handler_name
+from django.conf import settings
+from django.utils import timezone
+
+from chat_service import fanout, protocol, selectors, services
+from chat_service.closecodes import CloseCode
+from chat_service.errors import ChatError, Internal, RateLimited
+from chat_service.identity import Identity
+from chat_service.ratelimit import get_rate_limiter
+from chat_service.supervisor import get_supervisor
+from presence.store import get_presence_store
+
+log = logging.getLogger(__name__)
+
+CATCH_UP_PAGE = 200
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Route a message to its handler.
+
+        Unlike Channels' dispatch this does not close old database connections on every
+        message (a hop through the database thread per delivered event); every database
+        call goes through database_sync_to_async, which does that itself. And a failing
+        handler is logged instead of killing the socket (channels#1068).
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            log.warning("no handler for %s", message.get("type"))
+            return
+        try:
+            await handler(message)
+        except StopConsumer:
+            raise
+        except Exception:  # noqa: BLE001
+            log.exception("handler %s failed user=%s", message.get("type"), getattr(self, "user_id", None))
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        chat = settings.CHAT
+        self.limits = protocol.Limits(chat["MAX_FRAME_BYTES"], chat["MAX_BODY_CHARS"])
+        self.joined: dict[str, int] = {}
+        self.roles: dict[str, str] = {}
+        self.typing_sent: dict[str, float] = {}
+        self.registered = False
+        self.supervised = False
+        self.last_received = time.monotonic()
+        self.conn_id = self.channel_name
+        identity: Identity | None = self.scope.get("identity")
+        await self.accept()
+        if identity is None:
+            expired = self.scope.get("identity_error") == "expired"
+            await self.close(code=CloseCode.TOKEN_EXPIRED if expired else CloseCode.UNAUTHORIZED)
+            return
+        self.identity = identity
+        self.user_id = identity.id
+        self.token_expires_at = identity.expires_at
+        count = await get_presence_store().connection_add(
+            self.user_id, self.conn_id, ttl_s=chat["CONNECTION_TTL_S"]
+        )
+        self.registered = True
+        if count > chat["MAX_CONNECTIONS_PER_USER"]:
+            log.info("connection cap reached user=%s count=%d", self.user_id, count)
+            await self.close(code=CloseCode.TOO_MANY_CONNECTIONS)
+            return
+        await self.channel_layer.group_add(fanout.user_group(self.user_id), self.channel_name)
+        unread_total = await database_sync_to_async(selectors.unread_total_for_user)(user_id=self.user_id)
+        get_supervisor().register(self)
+        self.supervised = True
+        await self.send_frame(
+            protocol.hello(
+                user=identity.as_dict(),
+                unread_total=unread_total,
+                heartbeat_s=chat["HEARTBEAT_S"],
+                server_time=timezone.now(),
+                max_frame_bytes=chat["MAX_FRAME_BYTES"],
+                max_body_chars=chat["MAX_BODY_CHARS"],
+            )
+        )
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """Clean up everything the socket registered; each step on its own."""
+        if getattr(self, "supervised", False):
+            get_supervisor().unregister(self)
+        user_id = getattr(self, "user_id", None)
+        groups = [fanout.thread_group(o) for o in getattr(self, "joined", {})]
+        if user_id is not None:
+            groups.append(fanout.user_group(user_id))
+        for group in groups:
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception:  # noqa: BLE001 - expiry removes what we could not
+                log.warning("group_discard failed group=%s", group, exc_info=True)
+        if getattr(self, "registered", False) and user_id is not None:
+            try:
+                await get_presence_store().connection_remove(user_id, self.conn_id)
+            except Exception:  # noqa: BLE001 - the entry expires by itself
+                log.warning("connection_remove failed user=%s", user_id, exc_info=True)
+        raise StopConsumer()
+
+    # --- supervisor hooks ---------------------------------------------------------------
+
+    async def close_with(self, code: CloseCode) -> None:
+        log.info("closing socket user=%s code=%s", self.user_id, code.name)
+        await self.close(code=int(code))
+
+    async def refresh_groups(self) -> None:
+        for group in [fanout.user_group(self.user_id), *map(fanout.thread_group, self.joined)]:
+            await self.channel_layer.group_add(group, self.channel_name)
+
+    # --- inbound frames -----------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        self.last_received = time.monotonic()
+        if not hasattr(self, "identity"):
+            return  # closing: the handshake was refused
+        try:
+            command = protocol.parse_frame(text_data, bytes_data, self.limits)
+        except protocol.FrameError as exc:
+            await self.send_frame(protocol.reply_error(exc.ref, exc.error))
+            return
+        ref = command.ref
+        try:
+            data = await self._handlers[type(command)](self, command)
+        except ChatError as exc:
+            await self.send_frame(protocol.reply_error(ref, exc))
+            return
+        except Exception:  # noqa: BLE001 - a bug must not kill the socket
+            log.exception("command %s failed user=%s", type(command).__name__, self.user_id)
+            await self.send_frame(protocol.reply_error(ref, Internal()))
+            return
+        if ref is not None:
+            await self.send_frame(protocol.reply_ok(ref, data))
+        if isinstance(command, protocol.ThreadJoin) and data.get("has_more"):
+            await self.catch_up(command.order_id)
+
+    async def on_ping(self, command: protocol.Ping) -> dict[str, Any]:
+        await self.send_frame({"type": "pong"})
+        return {}
+
+    async def on_thread_join(self, command: protocol.ThreadJoin) -> dict[str, Any]:
+        order_id = command.order_id
+        group = fanout.thread_group(order_id)
+        # Subscribe before reading the backlog: events committed while we read arrive
+        # through the group afterwards and the cursor drops those already in the reply.
+        await self.channel_layer.group_add(group, self.channel_name)
+        try:
+            snapshot = await database_sync_to_async(selectors.thread_join_snapshot)(
+                order_id=order_id,
+                user_id=self.user_id,
+                since_seq=command.since_seq,
+                limit=settings.CHAT["JOIN_MAX_EVENTS"],
+            )
+        except BaseException:
+            if order_id not in self.joined:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            raise
+        last_seen = snapshot.events[-1].seq if snapshot.events else 0
+        if command.since_seq is not None and snapshot.has_more:
+            cursor = last_seen
+        elif command.since_seq is not None:
+            cursor = max(last_seen, min(command.since_seq, snapshot.thread.last_seq))
+        else:
+            cursor = max(last_seen, snapshot.thread.last_seq)
+        self.joined[order_id] = cursor
+        self.roles[order_id] = snapshot.role.value
+        data = snapshot.as_wire()
+        data["last_seq"] = max(cursor, snapshot.thread.last_seq)
+        return data
+
+    async def on_thread_leave(self, command: protocol.ThreadLeave) -> dict[str, Any]:
+        if self.joined.pop(command.order_id, None) is not None:
+            await self.channel_layer.group_discard(fanout.thread_group(command.order_id), self.channel_name)
+        return {}
+
+    async def on_message_send(self, command: protocol.MessageSend) -> dict[str, Any]:
+        chat = settings.CHAT
+        decision = await get_rate_limiter().hit(
+            f"send:{self.user_id}", limit=chat["SEND_RATE_COUNT"], window_s=chat["SEND_RATE_WINDOW_S"]
+        )
+        if not decision.allowed:
+            raise RateLimited(retry_after_s=round(decision.retry_after_s, 3))
+        outcome = await fanout.call_service(
+            services.message_send,
+            user_id=self.user_id,
+            order_id=command.order_id,
+            client_msg_id=command.client_msg_id,
+            body=command.body,
+        )
+        return {"event": protocol.event_wire(outcome.event), "duplicate": not outcome.created}
+
+    async def on_thread_read(self, command: protocol.ThreadRead) -> dict[str, Any]:
+        outcome = await fanout.call_service(
+            services.thread_read, user_id=self.user_id, order_id=command.order_id, seq=command.seq
+        )
+        return {"read_seq": outcome.read_seq, "unread": outcome.unread, "unread_total": outcome.unread_total}
+
+    async def on_typing_start(self, command: protocol.TypingStart) -> dict[str, Any]:
+        order_id = command.order_id
+        if order_id not in self.roles:
+            _, role = await database_sync_to_async(selectors.thread_for_participant)(
+                order_id=order_id, user_id=self.user_id
+            )
+            self.roles[order_id] = role.value
+        now = time.monotonic()
+        if now - self.typing_sent.get(order_id, float("-inf")) < settings.CHAT["TYPING_THROTTLE_S"]:
+            return {"throttled": True}
+        self.typing_sent[order_id] = now
+        await fanout.publish_now(
+            fanout.thread_group(order_id),
+            {"type": "typing.started", "order_id": order_id, "user_id": self.user_id},
+        )
+        return {"throttled": False}
+
+    _handlers: dict[type, Any] = {
+        protocol.Ping: on_ping,
+        protocol.ThreadJoin: on_thread_join,
+        protocol.ThreadLeave: on_thread_leave,
+        protocol.MessageSend: on_message_send,
+        protocol.ThreadRead: on_thread_read,
+        protocol.TypingStart: on_typing_start,
+    }
+
+    # --- channel-layer messages ---------------------------------------------------------
+
+    async def thread_event(self, message: dict[str, Any]) -> None:
+        order_id = message["order_id"]
+        cursor = self.joined.get(order_id)
+        if cursor is None:
+            return
+        seq = message["event"]["seq"]
+        if seq <= cursor:
+            return  # already delivered (replay overlap, or the layer repeated it)
+        if seq > cursor + 1:
+            await self.catch_up(order_id, until_seq=seq - 1)
+        if self.joined.get(order_id) == seq - 1:
+            await self.send_frame({"type": "thread.event", "order_id": order_id, "event": message["event"]})
+            self.joined[order_id] = seq
+
+    async def catch_up(self, order_id: str, until_seq: int | None = None) -> None:
+        """Deliver from PostgreSQL every event after the cursor (up to ``until_seq``)."""
+        while order_id in self.joined:
+            cursor = self.joined[order_id]
+            if until_seq is not None and cursor >= until_seq:
+                return
+            events = await database_sync_to_async(selectors.events_after_seq)(
+                thread_id=order_id, after_seq=cursor, limit=CATCH_UP_PAGE
+            )
+            for event in events:
+                if until_seq is not None and event.seq > until_seq:
+                    return
+                if event.seq != self.joined.get(order_id, -1) + 1:
+                    return  # left the thread meanwhile
+                await self.send_frame(
+                    {"type": "thread.event", "order_id": order_id, "event": protocol.event_wire(event)}
+                )
+                self.joined[order_id] = event.seq
+            if len(events) < CATCH_UP_PAGE:
+                return
+
+    async def thread_read_updated(self, message: dict[str, Any]) -> None:
+        if message["order_id"] in self.joined:
+            await self.send_frame(_forward(message, "order_id", "user_id", "seq"))
+
+    async def typing_started(self, message: dict[str, Any]) -> None:
+        if message["order_id"] in self.joined and message["user_id"] != self.user_id:
+            await self.send_frame(_forward(message, "order_id", "user_id"))
+
+    async def unread_updated(self, message: dict[str, Any]) -> None:
+        await self.send_frame(_forward(message, "order_id", "unread", "unread_total"))
+
+    # --- helpers ------------------------------------------------------------------------
+
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        await self.send(text_data=protocol.encode(frame))
+
+
+def _forward(message: dict[str, Any], *fields: str) -> dict[str, Any]:
+    """A channel-layer message as a wire frame: its type and the named fields only."""
+    return {"type": message["type"], **{name: message[name] for name in fields}}

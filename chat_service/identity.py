@@ -1,0 +1,117 @@
+"""Who is calling: marketplace tokens and same-site sessions.
+
+The marketplace mints a short-lived JWT (HS256, ``CHAT_TOKEN_SECRET``) with the claims
+``sub`` (user id), ``name`` and ``exp``. Same-site pages (the embedded demo) may instead
+carry a Django session holding the same identity under ``SESSION_KEY``. The service never
+stores passwords: an ``Identity`` is only what a valid token or session says.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+import jwt
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.http import HttpRequest
+
+SESSION_KEY = "chat_identity"
+ALGORITHM = "HS256"
+MAX_ID_LENGTH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    id: str
+    name: str
+    expires_at: float | None  # unix time; None for sessions
+
+    def as_dict(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name}
+
+
+class TokenError(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason  # "missing", "invalid" or "expired"
+
+
+def token_mint(*, user_id: str, name: str, ttl_s: int = 3600, secret: str | None = None) -> str:
+    """Mint a token the way the marketplace does (the demo and tests use this)."""
+    now = int(time.time())
+    claims = {"sub": user_id, "name": name, "iat": now, "exp": now + ttl_s}
+    return jwt.encode(claims, secret or settings.CHAT_TOKEN_SECRET, algorithm=ALGORITHM)
+
+
+def token_verify(token: str | None) -> Identity:
+    """Validate a token; raise TokenError("missing"|"invalid"|"expired")."""
+    if not token:
+        raise TokenError("missing")
+    try:
+        claims = jwt.decode(
+            token,
+            settings.CHAT_TOKEN_SECRET,
+            algorithms=[ALGORITHM],
+            options={"require": ["sub", "exp"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise TokenError("expired") from None
+    except jwt.PyJWTError:
+        raise TokenError("invalid") from None
+    sub, name = claims.get("sub"), claims.get("name", "")
+    if not isinstance(sub, str) or not sub or len(sub) > MAX_ID_LENGTH or not isinstance(name, str):
+        raise TokenError("invalid")
+    return Identity(id=sub, name=name or sub, expires_at=float(claims["exp"]))
+
+
+def identity_from_session(session: Any) -> Identity | None:
+    data = session.get(SESSION_KEY) if session is not None else None
+    if isinstance(data, dict) and isinstance(data.get("id"), str) and data["id"]:
+        return Identity(id=data["id"], name=str(data.get("name") or data["id"]), expires_at=None)
+    return None
+
+
+def identity_from_request(request: HttpRequest) -> Identity:
+    """HTTP: ``Authorization: Bearer <token>``, else the session. Raises TokenError."""
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer":
+            raise TokenError("invalid")
+        return token_verify(token.strip())
+    session_identity = identity_from_session(getattr(request, "session", None))
+    if session_identity is not None:
+        return session_identity
+    raise TokenError("missing")
+
+
+class IdentityMiddleware:
+    """ASGI middleware for the WebSocket: puts ``identity`` (or ``identity_error``) in scope.
+
+    The consumer, not this middleware, refuses a bad identity, so that it can close with
+    a close code the client understands instead of a bare handshake failure.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        scope = dict(scope)
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        token = (query.get("token") or [None])[0]
+        scope["identity"], scope["identity_error"] = None, None
+        try:
+            if token is not None:
+                scope["identity"] = token_verify(token)
+            elif scope.get("session") is not None:
+                scope["identity"] = await database_sync_to_async(identity_from_session)(scope["session"])
+                if scope["identity"] is None:
+                    raise TokenError("missing")
+            else:
+                raise TokenError("missing")
+        except TokenError as exc:
+            scope["identity_error"] = exc.reason
+        return await self.app(scope, receive, send)

@@ -1,0 +1,246 @@
+"""The wire protocol: parse inbound frames into typed commands, build outbound frames.
+
+Pure functions only (no I/O, no database). ``parse_frame`` either returns a ``Command`` or
+raises a ``ChatError`` that carries the frame's ``ref`` when one could be read, so the
+consumer can always answer a bad frame with exactly one reply. See docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from chat_service.errors import BadRequest, ChatError, TooLarge, UnknownType
+
+ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+CLIENT_MSG_ID_RE = re.compile(r"^[\x21-\x7e]{1,64}$")  # printable ASCII, no spaces
+MAX_REF_LENGTH = 128
+MAX_SEQ = 2**62
+MAX_SELLER_IDS = 200
+
+
+class FrameError(ChatError):
+    """Wraps a ChatError with the ref of the frame that caused it (None if unknown)."""
+
+    def __init__(self, error: ChatError, ref: str | None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.ref = ref
+
+
+# --- Field readers --------------------------------------------------------------------------
+
+
+def _id(payload: dict[str, Any], name: str) -> str:
+    value = payload.get(name)
+    if value is None:
+        raise BadRequest(f"{name} is required.", field=name)
+    if not isinstance(value, str) or not ID_RE.match(value):
+        raise BadRequest(f"{name} must be 1-64 letters, digits, '-', '_' or '.'.", field=name)
+    return value
+
+
+def _seq(payload: dict[str, Any], name: str, *, required: bool) -> int | None:
+    value = payload.get(name)
+    if value is None:
+        if required:
+            raise BadRequest(f"{name} is required.", field=name)
+        return None
+    # bool is an int subclass in Python; JSON true is not a sequence number.
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEQ:
+        raise BadRequest(f"{name} must be a whole number from 0.", field=name)
+    return value
+
+
+def message_fields(payload: dict[str, Any], *, max_body_chars: int) -> tuple[str, str]:
+    """Validate client_msg_id and body of a send (shared by the socket and HTTP)."""
+    client_msg_id = payload.get("client_msg_id")
+    if client_msg_id is None:
+        raise BadRequest("client_msg_id is required.", field="client_msg_id")
+    if not isinstance(client_msg_id, str) or not CLIENT_MSG_ID_RE.match(client_msg_id):
+        raise BadRequest("client_msg_id must be 1-64 printable ASCII characters.", field="client_msg_id")
+    body = payload.get("body")
+    if body is None:
+        raise BadRequest("body is required.", field="body")
+    if not isinstance(body, str):
+        raise BadRequest("body must be a string.", field="body")
+    if len(body) > max_body_chars:
+        raise TooLarge(f"A message can be at most {max_body_chars} characters.", field="body")
+    if "\x00" in body:
+        raise BadRequest("body must not contain NUL characters.", field="body")
+    if not body.strip():
+        raise BadRequest("body must not be empty.", field="body")
+    return client_msg_id, body
+
+
+def read_seq_field(payload: dict[str, Any]) -> int:
+    seq = _seq(payload, "seq", required=True)
+    assert seq is not None
+    return seq
+
+
+# --- Commands -----------------------------------------------------------------------------
+# Each command reads itself from the frame's payload and raises ChatError when it cannot.
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_frame_bytes: int
+    max_body_chars: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    ref: str | None
+
+    @classmethod
+    def parse(cls, ref: str | None, payload: dict[str, Any], limits: Limits) -> Ping:
+        return cls(ref)
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadJoin:
+    ref: str | None
+    order_id: str
+    since_seq: int | None
+
+    @classmethod
+    def parse(cls, ref: str | None, payload: dict[str, Any], limits: Limits) -> ThreadJoin:
+        return cls(ref, _id(payload, "order_id"), _seq(payload, "since_seq", required=False))
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadLeave:
+    ref: str | None
+    order_id: str
+
+    @classmethod
+    def parse(cls, ref: str | None, payload: dict[str, Any], limits: Limits) -> ThreadLeave:
+        return cls(ref, _id(payload, "order_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSend:
+    ref: str | None
+    order_id: str
+    client_msg_id: str
+    body: str
+
+    @classmethod
+    def parse(cls, ref: str | None, payload: dict[str, Any], limits: Limits) -> MessageSend:
+        order_id = _id(payload, "order_id")
+        client_msg_id, body = message_fields(payload, max_body_chars=limits.max_body_chars)
+        return cls(ref, order_id, client_msg_id, body)
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRead:
+    ref: str | None
+    order_id: str
+    seq: int
+
+    @classmethod
+    def parse(cls, ref: str | None, payload: dict[str, Any], limits: Limits) -> ThreadRead:
+        return cls(ref, _id(payload, "order_id"), read_seq_field(payload))
+
+
+@dataclass(frozen=True, slots=True)
+class TypingStart:
+    ref: str | None
+    order_id: str
+
+    @classmethod
+    def parse(cls, ref: str | None, payload: dict[str, Any], limits: Limits) -> TypingStart:
+        return cls(ref, _id(payload, "order_id"))
+
+
+Command = Ping | ThreadJoin | ThreadLeave | MessageSend | ThreadRead | TypingStart
+
+COMMANDS: dict[str, type[Command]] = {
+    "ping": Ping,
+    "thread.join": ThreadJoin,
+    "thread.leave": ThreadLeave,
+    "message.send": MessageSend,
+    "thread.read": ThreadRead,
+    "typing.start": TypingStart,
+}
+
+
+def parse_frame(text: str | None, data: bytes | None, limits: Limits) -> Command:
+    """Turn one WebSocket frame into a command, or raise FrameError."""
+    if text is None:
+        raise FrameError(BadRequest("Frames must be JSON text, not binary."), None)
+    if len(text) > limits.max_frame_bytes or len(text.encode("utf-8", "surrogatepass")) > limits.max_frame_bytes:
+        raise FrameError(TooLarge(f"Frames can be at most {limits.max_frame_bytes} bytes."), None)
+    try:
+        frame = json.loads(text)
+    except (ValueError, RecursionError):
+        raise FrameError(BadRequest("The frame is not valid JSON."), None) from None
+    if not isinstance(frame, dict):
+        raise FrameError(BadRequest("A frame must be a JSON object."), None)
+    ref = frame.get("ref")
+    if ref is not None and (not isinstance(ref, str) or len(ref) > MAX_REF_LENGTH):
+        raise FrameError(BadRequest(f"ref must be a string of at most {MAX_REF_LENGTH} characters."), None)
+    frame_type = frame.get("type")
+    if not isinstance(frame_type, str):
+        raise FrameError(BadRequest("type is required and must be a string."), ref)
+    ctor = COMMANDS.get(frame_type)
+    if ctor is None:
+        raise FrameError(UnknownType(f"Unknown frame type {frame_type[:64]!r}."), ref)
+    try:
+        return ctor.parse(ref, frame, limits)
+    except ChatError as exc:
+        raise FrameError(exc, ref) from None
+
+
+# --- Outbound frames --------------------------------------------------------------------------
+
+
+def encode(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def reply_ok(ref: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "reply", "ref": ref, "ok": True, "data": data}
+
+
+def reply_error(ref: str | None, error: ChatError) -> dict[str, Any]:
+    if ref is None:
+        return {"type": "error", "error": error.as_dict()}
+    return {"type": "reply", "ref": ref, "ok": False, "error": error.as_dict()}
+
+
+def hello(*, user: dict[str, str], unread_total: int, heartbeat_s: int, server_time: datetime,
+          max_frame_bytes: int, max_body_chars: int) -> dict[str, Any]:
+    return {
+        "type": "hello",
+        "user": user,
+        "unread_total": unread_total,
+        "heartbeat_s": heartbeat_s,
+        "server_time": iso(server_time),
+        "limits": {"max_frame_bytes": max_frame_bytes, "max_body_chars": max_body_chars},
+    }
+
+
+def event_wire(event: Any) -> dict[str, Any]:
+    """An Event row as the contract's ``event`` object."""
+    return {
+        "seq": event.seq,
+        "id": str(event.id),
+        "kind": event.kind,
+        "author_id": event.author_id,
+        "author_role": event.author_role,
+        "body": event.body,
+        "data": event.data,
+        "client_msg_id": event.client_msg_id,
+        "created_at": iso(event.created_at),
+    }

@@ -1,0 +1,42 @@
+"""Token buckets in Redis, shared by every process (one Lua script, one round trip)."""
+
+from __future__ import annotations
+
+from chat_service.ratelimit import Decision
+from chat_service.redis_client import get_async_redis, get_sync_redis, key
+
+# KEYS[1] bucket; ARGV: limit, window_ms. Uses the server's clock so processes agree.
+_SCRIPT = """
+local limit = tonumber(ARGV[1])
+local window_ms = tonumber(ARGV[2])
+local rate = limit / window_ms
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or limit
+local ts = tonumber(state[2]) or now
+tokens = math.min(limit, tokens + (now - ts) * rate)
+local allowed = 0
+local retry_ms = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+else
+  retry_ms = math.ceil((1 - tokens) / rate)
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], window_ms * 2)
+return {allowed, retry_ms}
+"""
+
+
+class RedisRateLimiter:
+    async def hit(self, bucket: str, *, limit: int, window_s: float) -> Decision:
+        client = get_async_redis()
+        allowed, retry_ms = await client.eval(_SCRIPT, 1, key("rl", bucket), limit, int(window_s * 1000))
+        return Decision(bool(allowed), int(retry_ms) / 1000.0)
+
+    def hit_sync(self, bucket: str, *, limit: int, window_s: float) -> Decision:
+        client = get_sync_redis()
+        allowed, retry_ms = client.eval(_SCRIPT, 1, key("rl", bucket), limit, int(window_s * 1000))
+        return Decision(bool(allowed), int(retry_ms) / 1000.0)

@@ -1,0 +1,195 @@
+"""Settings, driven by environment variables (see docs/operations.md).
+
+With nothing configured the service runs on an embedded default: a SQLite file, the
+in-memory channel layer, one process, DEBUG on. As soon as DATABASE_URL or REDIS_URL is
+set the deployment is treated as real: DEBUG defaults to off, and the process refuses to
+start while DEBUG is off and a secret still has its development default.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from chat_service.env import (
+    ConfigError,
+    database_from_url,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")) or "")
+
+DATABASE_URL = env_str("DATABASE_URL")
+REDIS_URL = env_str("REDIS_URL")
+EMBEDDED = DATABASE_URL is None and REDIS_URL is None
+
+DEBUG = env_bool("DEBUG", EMBEDDED)
+
+_DEV_SECRET_KEY = "dev-only-secret-key-not-for-production"
+_DEV_TOKEN_SECRET = "dev-only-chat-token-secret"
+SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY) or _DEV_SECRET_KEY
+CHAT_TOKEN_SECRET = env_str("CHAT_TOKEN_SECRET", _DEV_TOKEN_SECRET) or _DEV_TOKEN_SECRET
+
+if not DEBUG:
+    unsafe = [
+        name
+        for name, value, dev in (
+            ("SECRET_KEY", SECRET_KEY, _DEV_SECRET_KEY),
+            ("CHAT_TOKEN_SECRET", CHAT_TOKEN_SECRET, _DEV_TOKEN_SECRET),
+        )
+        if value == dev or len(value) < 32
+    ]
+    if unsafe:
+        raise ConfigError(
+            "DEBUG is off but these secrets are unset, the development default, or shorter "
+            f"than 32 characters: {', '.join(unsafe)}. Set them, or set DEBUG=1 for local use."
+        )
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+# Origins (besides ALLOWED_HOSTS) whose pages may open the WebSocket, e.g. the
+# marketplace pages that embed the widget: "https://shop.example.com".
+WS_ALLOWED_ORIGINS = env_list("WS_ALLOWED_ORIGINS", [])
+CSRF_TRUSTED_ORIGINS = [o for o in WS_ALLOWED_ORIGINS if "://" in o]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "orders_bridge",
+    "chat_service",
+    "presence",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "chat_service.urls"
+ASGI_APPLICATION = "chat_service.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+if DATABASE_URL:
+    _db = database_from_url(DATABASE_URL)
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    _db = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(VAR_DIR / "chat.sqlite3")}
+
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # IMMEDIATE avoids "database is locked" when a read transaction upgrades to a write.
+    _db["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+else:
+    _db["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60, minimum=0)
+    # A connection that died with a PostgreSQL restart is replaced before it is used.
+    _db["CONN_HEALTH_CHECKS"] = True
+# Named explicitly: Channels' live-server tests otherwise guess a wrong name (channels#2176).
+_db["TEST"] = {"NAME": env_str("DATABASE_TEST_NAME", f"test_{_db['NAME']}".replace("/", "_"))}
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Channel layer ----------------------------------------------------------------------
+GROUP_EXPIRY_S = env_int("GROUP_EXPIRY_S", 1800, minimum=60)
+REDIS_PREFIX = env_str("REDIS_PREFIX", "chat") or "chat"
+REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 2000, minimum=10)
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        # redis-py 8 defaults to a 5 s socket timeout, which meets the
+                        # layer's 5 s blocking receive and kills idle consumers
+                        # (channels_redis#422). The receive has its own timeout.
+                        "socket_timeout": None,
+                        "socket_connect_timeout": 5,
+                        "socket_keepalive": True,
+                        # redis-py's async pool refuses past 100 connections by default;
+                        # a connect burst needs more (see docs/operations.md).
+                        "max_connections": REDIS_MAX_CONNECTIONS,
+                        "health_check_interval": 30,
+                    }
+                ],
+                "prefix": f"{REDIS_PREFIX}:asgi",
+                "capacity": env_int("CHANNEL_CAPACITY", 1000, minimum=10),
+                "expiry": 60,
+                "group_expiry": GROUP_EXPIRY_S,
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Chat behaviour ---------------------------------------------------------------------
+CHAT = {
+    "HEARTBEAT_S": env_int("CHAT_HEARTBEAT_S", 25, minimum=1),
+    "MAX_BODY_CHARS": env_int("CHAT_MAX_BODY_CHARS", 4000, minimum=1),
+    "MAX_FRAME_BYTES": env_int("CHAT_MAX_FRAME_BYTES", 65536, minimum=1024),
+    "SEND_RATE_COUNT": env_int("CHAT_SEND_RATE_COUNT", 20, minimum=1),
+    "SEND_RATE_WINDOW_S": env_float("CHAT_SEND_RATE_WINDOW_S", 10.0, minimum=0.1),
+    "MAX_CONNECTIONS_PER_USER": env_int("CHAT_MAX_CONNECTIONS_PER_USER", 20, minimum=1),
+    "TYPING_THROTTLE_S": env_float("CHAT_TYPING_THROTTLE_S", 3.0, minimum=0.0),
+    "JOIN_MAX_EVENTS": env_int("CHAT_JOIN_MAX_EVENTS", 500, minimum=1),
+    "PAGE_MAX": 200,
+    "GROUP_REFRESH_S": env_int("CHAT_GROUP_REFRESH_S", max(30, GROUP_EXPIRY_S // 3), minimum=1),
+    # A connection entry outlives a crashed process by at most this long.
+    "CONNECTION_TTL_S": env_int("CHAT_CONNECTION_TTL_S", 60, minimum=5),
+    "SUPERVISOR_TICK_S": env_float("CHAT_SUPERVISOR_TICK_S", 5.0, minimum=0.05),
+}
+
+# --- Static files, sessions, i18n -----------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = not DEBUG and env_bool("SESSION_COOKIE_SECURE", True)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s pid=%(process)d %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "stream": sys.stderr}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+    },
+}

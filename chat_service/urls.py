@@ -1,0 +1,14 @@
+from django.contrib import admin
+from django.urls import path
+
+from chat_service import views
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/threads/", views.threads_list, name="threads-list"),
+    path("api/threads/<str:order_id>/events/", views.thread_events, name="thread-events"),
+    path("api/threads/<str:order_id>/messages/", views.thread_messages, name="thread-messages"),
+    path("api/threads/<str:order_id>/read/", views.thread_read, name="thread-read"),
+    path("api/schema/", views.schema, name="schema"),
+    path("healthz", views.healthz, name="healthz"),
+]

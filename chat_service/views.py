@@ -1,0 +1,113 @@
+"""HTTP endpoints of the thread API (see docs/protocol.md). Each parses, calls one
+service or selector, and frames the answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+
+from chat_service import protocol, selectors, services
+from chat_service.api import json_body, json_endpoint, query_int
+from chat_service.errors import BadRequest, RateLimited
+from chat_service.identity import Identity
+from chat_service.openapi import openapi_document
+from chat_service.ratelimit import get_rate_limiter
+
+Result = tuple[int, dict[str, Any]]
+
+
+def _order_id(order_id: str) -> str:
+    if not protocol.ID_RE.match(order_id):
+        raise BadRequest("order_id must be 1-64 letters, digits, '-', '_' or '.'.", field="order_id")
+    return order_id
+
+
+@json_endpoint("GET")
+def threads_list(request: HttpRequest, identity: Identity) -> Result:
+    unread_only = request.GET.get("unread") in {"1", "true", "yes"}
+    limit = query_int(request, "limit", default=50, minimum=1, maximum=settings.CHAT["PAGE_MAX"])
+    offset = query_int(request, "offset", default=0, minimum=0, maximum=1_000_000)
+    threads = selectors.threads_for_user(user_id=identity.id, unread_only=unread_only, limit=limit + 1, offset=offset)
+    return 200, {
+        "threads": threads[:limit],
+        "has_more": len(threads) > limit,
+        "unread_total": selectors.unread_total_for_user(user_id=identity.id),
+    }
+
+
+@json_endpoint("GET")
+def thread_events(request: HttpRequest, identity: Identity, order_id: str) -> Result:
+    order_id = _order_id(order_id)
+    after_seq = query_int(request, "after_seq")
+    before_seq = query_int(request, "before_seq", minimum=1)
+    if after_seq is not None and before_seq is not None:
+        raise BadRequest("Give after_seq or before_seq, not both.")
+    limit = query_int(request, "limit", default=50, minimum=1, maximum=settings.CHAT["PAGE_MAX"])
+    thread, _ = selectors.thread_for_participant(order_id=order_id, user_id=identity.id)
+    if after_seq is not None:
+        events = selectors.events_after_seq(thread_id=thread.pk, after_seq=after_seq, limit=limit)
+        has_more = bool(events) and events[-1].seq < thread.last_seq
+    else:
+        events = selectors.events_before_seq(thread_id=thread.pk, before_seq=before_seq, limit=limit)
+        has_more = bool(events) and events[0].seq > 1
+    return 200, {
+        "events": [protocol.event_wire(e) for e in events],
+        "has_more": has_more,
+        "last_seq": thread.last_seq,
+        "read_seq": selectors.read_markers(thread),
+    }
+
+
+@json_endpoint("POST")
+def thread_messages(request: HttpRequest, identity: Identity, order_id: str) -> Result:
+    order_id = _order_id(order_id)
+    client_msg_id, body = protocol.message_fields(json_body(request), max_body_chars=settings.CHAT["MAX_BODY_CHARS"])
+    chat = settings.CHAT
+    decision = get_rate_limiter().hit_sync(
+        f"send:{identity.id}", limit=chat["SEND_RATE_COUNT"], window_s=chat["SEND_RATE_WINDOW_S"]
+    )
+    if not decision.allowed:
+        raise RateLimited(retry_after_s=round(decision.retry_after_s, 3))
+    outcome = services.message_send(user_id=identity.id, order_id=order_id, client_msg_id=client_msg_id, body=body)
+    return (201 if outcome.created else 200), {
+        "event": protocol.event_wire(outcome.event),
+        "duplicate": not outcome.created,
+    }
+
+
+@json_endpoint("POST")
+def thread_read(request: HttpRequest, identity: Identity, order_id: str) -> Result:
+    order_id = _order_id(order_id)
+    seq = protocol.read_seq_field(json_body(request))
+    outcome = services.thread_read(user_id=identity.id, order_id=order_id, seq=seq)
+    return 200, {"read_seq": outcome.read_seq, "unread": outcome.unread, "unread_total": outcome.unread_total}
+
+
+def schema(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(openapi_document(), json_dumps_params={"indent": 2})
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness and readiness: the database answers, and Redis when configured."""
+    checks: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        checks["database"] = f"error: {type(exc).__name__}"
+    if settings.REDIS_URL:
+        from chat_service.redis_client import get_sync_redis
+
+        try:
+            get_sync_redis().ping()
+            checks["redis"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            checks["redis"] = f"error: {type(exc).__name__}"
+    healthy = all(v == "ok" for v in checks.values())
+    return JsonResponse({"ok": healthy, "checks": checks}, status=200 if healthy else 503)
+
+

@@ -1,0 +1,25 @@
+"""Test settings: the real stack (PostgreSQL + Redis on loopback) unless overridden.
+
+Environment defaults are set before the service's settings module reads them, so
+`pytest` alone runs against the local services; CI sets the same values explicitly.
+"""
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+os.environ.setdefault("SECRET_KEY", "test-secret-key-" + "x" * 32)
+os.environ.setdefault("CHAT_TOKEN_SECRET", "test-chat-token-secret-" + "y" * 32)
+os.environ.setdefault("DEBUG", "0")
+os.environ.setdefault("DATABASE_TEST_NAME", "test_chat")
+# Keys of this run never meet those of a concurrent run or of a dev server.
+os.environ.setdefault("REDIS_PREFIX", f"chat-test-{os.getpid()}")
+
+from chat_service.settings import *  # noqa: E402,F401,F403
+
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+
+# Connections opened in asgiref's database thread are closed after each call, so the
+# test database can be dropped at the end of the session.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
