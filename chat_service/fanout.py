@@ -18,9 +18,11 @@ client recovers it by seq (gap backfill, or thread.join with since_seq).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import partial
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
@@ -73,15 +75,23 @@ async def publish_now(group: str, message: dict[str, Any]) -> None:
     await _send_all([(group, message)])
 
 
-async def call_service(func: Callable[..., T], /, **kwargs: Any) -> T:
-    """Run a sync service in the database thread, then send what it scheduled."""
+@contextmanager
+def collecting() -> Iterator[list[Message]]:
+    """Collect, instead of sending, what commits inside the block schedules."""
     collected: list[Message] = []
     token = _collector.set(collected)
     try:
-        result = await database_sync_to_async(func)(**kwargs)
+        yield collected
     finally:
         _collector.reset(token)
-        # Whatever committed goes out, even when the service raised afterwards.
-        if collected:
-            await _send_all(collected)
-    return result
+
+
+async def call_service(func: Callable[..., T], /, **kwargs: Any) -> T:
+    """Run a sync service in the database thread, then send what it scheduled."""
+    with collecting() as collected:
+        try:
+            return await database_sync_to_async(func)(**kwargs)
+        finally:
+            # Whatever committed goes out, even when the service raised afterwards.
+            if collected:
+                await _send_all(collected)

@@ -42,8 +42,15 @@ class TestSocket:
             socket.hello = await socket.next_frame("hello")
         return socket
 
+    async def _output(self, timeout: float) -> dict[str, Any]:
+        # Not communicator.receive_output: on a timeout it cancels the application.
+        if self.communicator.future.done() and self.communicator.output_queue.empty():
+            self.communicator.future.result()  # raise what killed the consumer
+            raise ConnectionError("the application has exited")
+        return await asyncio.wait_for(self.communicator.output_queue.get(), timeout)
+
     async def _receive(self, timeout: float) -> Frame:
-        message = await self.communicator.receive_output(timeout)
+        message = await self._output(timeout)
         if message["type"] == "websocket.close":
             raise ConnectionError(f"closed with {message.get('code')}")
         return json.loads(message["text"])
@@ -98,7 +105,7 @@ class TestSocket:
     async def close_code(self, timeout: float = 5) -> int | None:
         """Wait for the server to close the socket; return its close code."""
         while True:
-            message = await self.communicator.receive_output(timeout)
+            message = await self._output(timeout)
             if message["type"] == "websocket.close":
                 return message.get("code")
 
