@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Q, Sum
+from django.db.models import F, Q, Sum
 
 from chat_service import protocol
 from chat_service.errors import NotFound
@@ -108,7 +108,9 @@ def threads_for_user(*, user_id: str, unread_only: bool, limit: int, offset: int
         queryset = queryset.filter(
             Q(buyer_id=user_id, buyer_unread__gt=0) | Q(seller_id=user_id, seller_unread__gt=0)
         )
-    threads = list(queryset.order_by("-last_event_at", "-created_at")[offset : offset + limit])
+    # Threads with no events yet (last_event_at NULL) go last, not first as DESC would put them.
+    ordering = (F("last_event_at").desc(nulls_last=True), F("created_at").desc(), "pk")
+    threads = list(queryset.order_by(*ordering)[offset : offset + limit])
     last_events = {e.thread_id: e for e in Event.objects.filter(_last_event_filter(threads))}
     result = []
     for thread in threads:
