@@ -11,7 +11,8 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 os.environ.setdefault("SECRET_KEY", "test-secret-key-" + "x" * 32)
 os.environ.setdefault("CHAT_TOKEN_SECRET", "test-chat-token-secret-" + "y" * 32)
 os.environ.setdefault("DEBUG", "0")
-os.environ.setdefault("DATABASE_TEST_NAME", "test_chat")
+# Per run, so concurrent runs (several developers, CI) never share a test database.
+os.environ.setdefault("DATABASE_TEST_NAME", f"test_chat_{os.getpid()}")
 # Keys of this run never meet those of a concurrent run or of a dev server.
 os.environ.setdefault("REDIS_PREFIX", f"chat-test-{os.getpid()}")
 
