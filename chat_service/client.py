@@ -134,6 +134,18 @@ class ChatClient:
             if (frame_type is None or frame.get("type") == frame_type) and (where is None or where(frame)):
                 return frame
 
+    async def frames(self) -> AsyncIterator[Frame]:
+        """Every pushed frame as it arrives, until the socket closes."""
+        while not (self.closed.is_set() and self._frames.empty()):
+            getter = asyncio.ensure_future(self._frames.get())
+            closing = asyncio.ensure_future(self.closed.wait())
+            done, _ = await asyncio.wait({getter, closing}, return_when=asyncio.FIRST_COMPLETED)
+            closing.cancel()
+            if getter in done:
+                yield getter.result()
+            else:
+                getter.cancel()
+
     def drain(self) -> list[Frame]:
         """Every pushed frame received so far and not yet consumed."""
         frames = []
@@ -175,8 +187,9 @@ async def _cli(args: argparse.Namespace) -> int:
             print(_show({"type": "thread.event", "order_id": args.order, "event": event}))
 
         async def printer() -> None:
-            while True:
-                line = _show(await client.next_frame(timeout=10**9))
+            # Not next_frame(): asyncio.wait_for in 3.11 can swallow the cancel at exit.
+            async for frame in client.frames():
+                line = _show(frame)
                 if line:
                     print(line, flush=True)
 

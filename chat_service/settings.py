@@ -30,8 +30,8 @@ EMBEDDED = DATABASE_URL is None and REDIS_URL is None
 
 DEBUG = env_bool("DEBUG", EMBEDDED)
 
-_DEV_SECRET_KEY = "dev-only-secret-key-not-for-production"
-_DEV_TOKEN_SECRET = "dev-only-chat-token-secret"
+_DEV_SECRET_KEY = "dev-only-secret-key-not-for-production-use-0000"
+_DEV_TOKEN_SECRET = "dev-only-chat-token-secret-not-for-production"
 SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY) or _DEV_SECRET_KEY
 CHAT_TOKEN_SECRET = env_str("CHAT_TOKEN_SECRET", _DEV_TOKEN_SECRET) or _DEV_TOKEN_SECRET
 
