@@ -193,3 +193,11 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
     },
 }
+
+# --- Orders bridge (orders_bridge/) -----------------------------------------------------------
+ORDERS = {
+    # A buyer may open a dispute this long after the order completed (unless feedback was left).
+    "DISPUTE_PROTECTION_DAYS": env_int("ORDERS_DISPUTE_PROTECTION_DAYS", 15, minimum=0),
+    # The seller must answer an open dispute within this; then the worker escalates it.
+    "DISPUTE_RESPONSE_DAYS": env_int("ORDERS_DISPUTE_RESPONSE_DAYS", 5, minimum=1),
+}

@@ -5,13 +5,12 @@ import time
 
 import pytest
 from channels.db import database_sync_to_async as db
-from django.db import transaction
 
 from chat_service import fanout, services
 from chat_service.client import ClientError
 from chat_service.closecodes import CloseCode
 from chat_service.models import Event
-from tests.factories import make_order, thread_of, token_for
+from tests.factories import make_order, token_for
 from tests.wsclient import TestSocket
 
 pytestmark = pytest.mark.django_db(transaction=True)
