@@ -36,15 +36,21 @@ def rule(action: str, sources: Iterable[str], target: str, *actors: Actor) -> Ru
     return Rule(action, frozenset(sources), target, frozenset(actors))
 
 
-def decide(rules: Iterable[Rule], *, action: str, state: str, actor: Actor, noun: str,
-           state_label: str | None = None) -> str:
-    """The state ``action`` leads to from ``state``, or a Forbidden/InvalidState refusal."""
+def require_actor(rules: Iterable[Rule], *, action: str, actor: Actor, noun: str) -> list[Rule]:
+    """The rules of ``action``; Forbidden when ``actor`` may never take it, in any state."""
     candidates = [r for r in rules if r.action == action]
     if not candidates:
         raise AssertionError(f"no rule for action {action!r}")  # a programming error
     if not any(actor in r.actors for r in candidates):
         who = " or ".join(sorted({a.value.replace('_', ' ') for r in candidates for a in r.actors}))
         raise Forbidden(f"Only the {who} can {action.replace('_', ' ')} this {noun}.")
+    return candidates
+
+
+def decide(rules: Iterable[Rule], *, action: str, state: str, actor: Actor, noun: str,
+           state_label: str | None = None) -> str:
+    """The state ``action`` leads to from ``state``, or a Forbidden/InvalidState refusal."""
+    candidates = require_actor(rules, action=action, actor=actor, noun=noun)
     for r in candidates:
         if actor in r.actors and state in r.sources:
             return r.target

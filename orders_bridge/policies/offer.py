@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 from chat_service.errors import BadRequest, InvalidState
-from orders_bridge.policies import Actor, allowed, decide, rule
+from orders_bridge.policies import Actor, allowed, decide, require_actor, rule
 from orders_bridge.policies.order import AWAITING_PAYMENT, STATUS_LABELS
 
 NONE = "none"  # no live offer yet
@@ -51,8 +51,10 @@ def offer_action(*, action: str, offer_status: str, order_status: str, actor: Ac
     return target
 
 
-def live_offer_conflict(*, action: str, live_status: str | None) -> None:
-    """One live offer per order: refuse a request/make that would add a second one."""
+def live_offer_conflict(*, action: str, live_status: str | None, actor: Actor) -> None:
+    """One live offer per order: refuse a request/make that would add a second one
+    (after checking that ``actor`` may take the action at all)."""
+    require_actor(RULES, action=action, actor=actor, noun="offer")
     if live_status is None:
         return
     if action == "request" and live_status in LIVE:

@@ -40,9 +40,11 @@ def offer_request(*, user_id: str, order_id: str, note: object = None) -> Offer:
     with transaction.atomic():
         locked = order_locked(order_id=order_id, user_id=user_id)
         live = _live_offer(order_id)
+        # The specific refusal ("withdraw it first") before the generic one of the table.
+        policy.live_offer_conflict(action="request", live_status=live.status if live else None,
+                                   actor=locked.actor)
         policy.offer_action(action="request", offer_status=policy.NONE if live is None else live.status,
                             order_status=locked.order.status, actor=locked.actor)
-        policy.live_offer_conflict(action="request", live_status=live.status if live else None)
         now = timezone.now()
         offer = _create(Offer(order=locked.order, status=policy.REQUESTED, currency=locked.order.currency,
                               previous_amount=locked.order.amount, request_note=note_text, requested_at=now,
@@ -62,9 +64,11 @@ def offer_make(*, user_id: str, order_id: str, price: object, currency: object =
         locked = order_locked(order_id=order_id, user_id=user_id)
         order = locked.order
         live = _live_offer(order_id)
+        # The specific refusal ("withdraw it first") before the generic one of the table.
+        policy.live_offer_conflict(action="make", live_status=live.status if live else None,
+                                   actor=locked.actor)
         policy.offer_action(action="make", offer_status=policy.NONE if live is None else live.status,
                             order_status=order.status, actor=locked.actor)
-        policy.live_offer_conflict(action="make", live_status=live.status if live else None)
         value = policy.offer_price(price=price, currency=currency, order_currency=order.currency)
         now = timezone.now()
         offer = live or Offer(order=order, currency=order.currency, previous_amount=order.amount)

@@ -105,11 +105,13 @@ def test_the_worker_expires_offers_whatever_the_order_status():
 
 def test_one_live_offer_per_order():
     with pytest.raises(InvalidState):
-        o.live_offer_conflict(action="request", live_status=o.REQUESTED)
+        o.live_offer_conflict(action="request", live_status=o.REQUESTED, actor=B)
     with pytest.raises(InvalidState, match="withdraw it first"):
-        o.live_offer_conflict(action="make", live_status=o.OPEN)
-    o.live_offer_conflict(action="make", live_status=o.REQUESTED)  # answering the request
-    o.live_offer_conflict(action="request", live_status=None)
+        o.live_offer_conflict(action="make", live_status=o.OPEN, actor=S)
+    o.live_offer_conflict(action="make", live_status=o.REQUESTED, actor=S)  # answering the request
+    o.live_offer_conflict(action="request", live_status=None, actor=B)
+    with pytest.raises(Forbidden):  # who may act is decided before the state
+        o.live_offer_conflict(action="request", live_status=o.OPEN, actor=S)
 
 
 @pytest.mark.parametrize("price", ["0", "-1.00", "1.234", "abc", "NaN", "Infinity", 12, None, "1e3x"])
