@@ -9,6 +9,11 @@ Delivery invariant (see docs/architecture.md): for every joined thread the socke
 a jump is filled from PostgreSQL first and anything at or below the cursor is dropped.
 So each socket sees each thread as one gapless, duplicate-free, ordered stream, whatever
 the channel layer drops or reorders.
+
+Presence invariant: ``presence_versions[seller_id]`` = the version of the seller's state
+this socket last showed (snapshot or push); it holds exactly the visible sellers the
+socket is subscribed to, each in the group ``presence.<seller_id>``. A presence.changed
+is forwarded only when newer, so a repeated or reordered push never shows a stale state.
 """
 
 from __future__ import annotations
@@ -26,11 +31,11 @@ from django.utils import timezone
 
 from chat_service import fanout, protocol, selectors, services
 from chat_service.closecodes import CloseCode
-from chat_service.errors import ChatError, Internal, RateLimited
+from chat_service.errors import BadRequest, ChatError, Internal, RateLimited
 from chat_service.identity import Identity
 from chat_service.ratelimit import get_rate_limiter
 from chat_service.supervisor import get_supervisor
-from presence.store import get_presence_store
+from presence import services as presence
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +70,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.joined: dict[str, int] = {}
         self.roles: dict[str, str] = {}
         self.typing_sent: dict[str, float] = {}
+        self.presence_versions: dict[str, int] = {}
         self.registered = False
         self.supervised = False
         self.last_received = time.monotonic()
@@ -78,9 +84,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.identity = identity
         self.user_id = identity.id
         self.token_expires_at = identity.expires_at
-        count = await get_presence_store().connection_add(
-            self.user_id, self.conn_id, ttl_s=chat["CONNECTION_TTL_S"]
-        )
+        count = await presence.presence_connection_open(user_id=self.user_id, conn_id=self.conn_id)
         self.registered = True
         if count > chat["MAX_CONNECTIONS_PER_USER"]:
             log.info("connection cap reached user=%s count=%d", self.user_id, count)
@@ -107,6 +111,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             get_supervisor().unregister(self)
         user_id = getattr(self, "user_id", None)
         groups = [fanout.thread_group(o) for o in getattr(self, "joined", {})]
+        groups += [presence.presence_group(s) for s in getattr(self, "presence_versions", {})]
         if user_id is not None:
             groups.append(fanout.user_group(user_id))
         for group in groups:
@@ -116,9 +121,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 log.warning("group_discard failed group=%s", group, exc_info=True)
         if getattr(self, "registered", False) and user_id is not None:
             try:
-                await get_presence_store().connection_remove(user_id, self.conn_id)
-            except Exception:  # noqa: BLE001 - the entry expires by itself
-                log.warning("connection_remove failed user=%s", user_id, exc_info=True)
+                closed = await presence.presence_connection_close(user_id=user_id, conn_id=self.conn_id)
+                if closed.offline_due_in_s is not None:
+                    get_supervisor().schedule_offline_check(user_id, closed.offline_due_in_s)
+            except Exception:  # noqa: BLE001 - the entry expires and the sweep goes on
+                log.warning("connection close failed user=%s", user_id, exc_info=True)
         raise StopConsumer()
 
     # --- supervisor hooks ---------------------------------------------------------------
@@ -128,7 +135,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.close(code=int(code))
 
     async def refresh_groups(self) -> None:
-        for group in [fanout.user_group(self.user_id), *map(fanout.thread_group, self.joined)]:
+        for group in [
+            fanout.user_group(self.user_id),
+            *map(fanout.thread_group, self.joined),
+            *map(presence.presence_group, self.presence_versions),
+        ]:
             await self.channel_layer.group_add(group, self.channel_name)
 
     # --- inbound frames -----------------------------------------------------------------
@@ -235,6 +246,34 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
         return {"throttled": False}
 
+    async def on_presence_subscribe(self, command: protocol.PresenceSubscribe) -> dict[str, Any]:
+        limit = settings.CHAT["PRESENCE_MAX_SUBSCRIPTIONS"]
+        new = [s for s in command.seller_ids if s not in self.presence_versions]
+        if len(self.presence_versions) + len(new) > limit:
+            raise BadRequest(
+                f"A socket can follow at most {limit} sellers; unsubscribe a page first.", field="seller_ids"
+            )
+        visible = await presence.presence_visible(seller_ids=command.seller_ids)
+        # Join the groups before reading the states: a change committed meanwhile arrives
+        # afterwards and the version check drops it if the snapshot already has it.
+        for seller_id in new:
+            if seller_id in visible:
+                await self.channel_layer.group_add(presence.presence_group(seller_id), self.channel_name)
+                self.presence_versions[seller_id] = -1
+        snapshot = await presence.presence_snapshot(seller_ids=command.seller_ids, visible=visible)
+        for entry in snapshot:
+            if entry.visible:
+                self.presence_versions[entry.seller_id] = max(
+                    self.presence_versions.get(entry.seller_id, -1), entry.state.version
+                )
+        return {"sellers": {entry.seller_id: entry.as_wire() for entry in snapshot}}
+
+    async def on_presence_unsubscribe(self, command: protocol.PresenceUnsubscribe) -> dict[str, Any]:
+        for seller_id in command.seller_ids:
+            if self.presence_versions.pop(seller_id, None) is not None:
+                await self.channel_layer.group_discard(presence.presence_group(seller_id), self.channel_name)
+        return {}
+
     _handlers: dict[type, Any] = {
         protocol.Ping: on_ping,
         protocol.ThreadJoin: on_thread_join,
@@ -242,6 +281,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         protocol.MessageSend: on_message_send,
         protocol.ThreadRead: on_thread_read,
         protocol.TypingStart: on_typing_start,
+        protocol.PresenceSubscribe: on_presence_subscribe,
+        protocol.PresenceUnsubscribe: on_presence_unsubscribe,
     }
 
     # --- channel-layer messages ---------------------------------------------------------
@@ -288,6 +329,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def typing_started(self, message: dict[str, Any]) -> None:
         if message["order_id"] in self.joined and message["user_id"] != self.user_id:
             await self.send_frame(_forward(message, "order_id", "user_id"))
+
+    async def presence_changed(self, message: dict[str, Any]) -> None:
+        seller_id = message["seller_id"]
+        shown = self.presence_versions.get(seller_id)
+        if shown is None or message["version"] <= shown:
+            return  # not subscribed (any more), or not newer than what the socket showed
+        self.presence_versions[seller_id] = message["version"]
+        await self.send_frame(_forward(message, "seller_id", "status", "color", "last_seen", "typical_reply_s"))
 
     async def unread_updated(self, message: dict[str, Any]) -> None:
         await self.send_frame(_forward(message, "order_id", "unread", "unread_total"))

@@ -146,6 +146,35 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/presence/": {
+                "get": {
+                    "summary": "Sellers' online indicators (the shape of presence.subscribe's reply)",
+                    "parameters": [
+                        {
+                            "name": "seller_ids",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string"},
+                            "description": "comma-separated seller ids, at most 200",
+                        }
+                    ],
+                    "responses": {
+                        **_ok(
+                            {
+                                "type": "object",
+                                "required": ["sellers"],
+                                "properties": {
+                                    "sellers": {
+                                        "type": "object",
+                                        "additionalProperties": {"$ref": "#/components/schemas/SellerPresence"},
+                                    }
+                                },
+                            }
+                        ),
+                        **_errors(400, 401),
+                    },
+                }
+            },
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
@@ -184,6 +213,16 @@ def openapi_document() -> dict[str, Any]:
                     "type": "object",
                     "required": ["event", "duplicate"],
                     "properties": {"event": event, "duplicate": {"type": "boolean"}},
+                },
+                "SellerPresence": {
+                    "type": "object",
+                    "required": ["status", "color", "last_seen", "typical_reply_s"],
+                    "properties": {
+                        "status": {"type": "string", "enum": ["online", "offline"]},
+                        "color": {"type": "string", "enum": ["orange", "grey"]},
+                        "last_seen": {"type": ["string", "null"], "format": "date-time"},
+                        "typical_reply_s": {"type": ["integer", "null"], "minimum": 0},
+                    },
                 },
                 "ThreadSummary": {
                     "type": "object",

@@ -76,6 +76,21 @@ def message_fields(payload: dict[str, Any], *, max_body_chars: int) -> tuple[str
     return client_msg_id, body
 
 
+def seller_ids_field(value: Any) -> list[str]:
+    """Validate a list of seller ids (socket and HTTP): at most MAX_SELLER_IDS, each an id.
+    Repeats are dropped, the order is kept."""
+    if value is None:
+        raise BadRequest("seller_ids is required.", field="seller_ids")
+    if not isinstance(value, list):
+        raise BadRequest("seller_ids must be a list of ids.", field="seller_ids")
+    if len(value) > MAX_SELLER_IDS:
+        raise BadRequest(f"seller_ids can hold at most {MAX_SELLER_IDS} ids.", field="seller_ids")
+    for item in value:
+        if not isinstance(item, str) or not ID_RE.match(item):
+            raise BadRequest("Each seller id must be 1-64 letters, digits, '-', '_' or '.'.", field="seller_ids")
+    return list(dict.fromkeys(value))
+
+
 def read_seq_field(payload: dict[str, Any]) -> int:
     seq = _seq(payload, "seq", required=True)
     assert seq is not None
@@ -157,7 +172,29 @@ class TypingStart:
         return cls(ref, _id(payload, "order_id"))
 
 
-Command = Ping | ThreadJoin | ThreadLeave | MessageSend | ThreadRead | TypingStart
+@dataclass(frozen=True, slots=True)
+class PresenceSubscribe:
+    ref: str | None
+    seller_ids: list[str]
+
+    @classmethod
+    def parse(cls, ref: str | None, payload: dict[str, Any], limits: Limits) -> PresenceSubscribe:
+        return cls(ref, seller_ids_field(payload.get("seller_ids")))
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceUnsubscribe:
+    ref: str | None
+    seller_ids: list[str]
+
+    @classmethod
+    def parse(cls, ref: str | None, payload: dict[str, Any], limits: Limits) -> PresenceUnsubscribe:
+        return cls(ref, seller_ids_field(payload.get("seller_ids")))
+
+
+Command = (
+    Ping | ThreadJoin | ThreadLeave | MessageSend | ThreadRead | TypingStart | PresenceSubscribe | PresenceUnsubscribe
+)
 
 COMMANDS: dict[str, type[Command]] = {
     "ping": Ping,
@@ -166,6 +203,8 @@ COMMANDS: dict[str, type[Command]] = {
     "message.send": MessageSend,
     "thread.read": ThreadRead,
     "typing.start": TypingStart,
+    "presence.subscribe": PresenceSubscribe,
+    "presence.unsubscribe": PresenceUnsubscribe,
 }
 
 
@@ -228,6 +267,16 @@ def hello(*, user: dict[str, str], unread_total: int, heartbeat_s: int, server_t
         "heartbeat_s": heartbeat_s,
         "server_time": iso(server_time),
         "limits": {"max_frame_bytes": max_frame_bytes, "max_body_chars": max_body_chars},
+    }
+
+
+def presence_wire(*, online: bool, last_seen: datetime | None, typical_reply_s: int | None) -> dict[str, Any]:
+    """A seller's indicator, as presence.subscribe's snapshot entry and presence.changed carry it."""
+    return {
+        "status": "online" if online else "offline",
+        "color": "orange" if online else "grey",
+        "last_seen": None if online else iso(last_seen),
+        "typical_reply_s": typical_reply_s,
     }
 
 

@@ -164,9 +164,22 @@ CHAT = {
     "JOIN_MAX_EVENTS": env_int("CHAT_JOIN_MAX_EVENTS", 500, minimum=1),
     "PAGE_MAX": 200,
     "GROUP_REFRESH_S": env_int("CHAT_GROUP_REFRESH_S", max(30, GROUP_EXPIRY_S // 3), minimum=1),
-    # A connection entry outlives a crashed process by at most this long.
-    "CONNECTION_TTL_S": env_int("CHAT_CONNECTION_TTL_S", 60, minimum=5),
+    # A connection entry outlives a crashed process by at most this long. With the
+    # presence sweep it bounds how long a killed process's sellers stay orange:
+    # CONNECTION_TTL_S + PRESENCE_SWEEP_S (+ one supervisor tick) = 45 + 10 + 5 <= 60 s.
+    "CONNECTION_TTL_S": env_int("CHAT_CONNECTION_TTL_S", 45, minimum=5),
     "SUPERVISOR_TICK_S": env_float("CHAT_SUPERVISOR_TICK_S", 5.0, minimum=0.05),
+    # Seller presence (presence/): a seller goes grey only after this long without any
+    # connection, so a page reload pushes nothing.
+    "PRESENCE_GRACE_S": env_float("CHAT_PRESENCE_GRACE_S", 5.0, minimum=0.0),
+    # How often each web process sweeps sellers whose connection entries expired.
+    "PRESENCE_SWEEP_S": env_float("CHAT_PRESENCE_SWEEP_S", 10.0, minimum=0.05),
+    # How long an offline seller's last_seen is kept.
+    "PRESENCE_LAST_SEEN_TTL_S": env_int("CHAT_PRESENCE_LAST_SEEN_TTL_S", 30 * 86400, minimum=60),
+    # Cache of "is a seller" and of typical reply times, per process.
+    "PRESENCE_CACHE_S": env_int("CHAT_PRESENCE_CACHE_S", 600, minimum=0),
+    # Seller ids one socket may be subscribed to at once (pages add up until unsubscribed).
+    "PRESENCE_MAX_SUBSCRIPTIONS": env_int("CHAT_PRESENCE_MAX_SUBSCRIPTIONS", 1000, minimum=200),
 }
 
 # --- Static files, sessions, i18n -----------------------------------------------------------

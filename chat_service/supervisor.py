@@ -5,6 +5,13 @@ it closes sockets that went silent for 2 × heartbeat_s (4002) or whose token ex
 (4001), and on slower cadences it renews the sockets' connection-registry entries and
 re-adds their channel-layer groups, so that live sockets never expire from either while
 entries of a killed process do.
+
+Presence: every PRESENCE_SWEEP_S the supervisor sweeps sellers whose connection entries
+expired (a killed process, any process) and turns them offline; and it runs the offline
+check at the end of a grace period that a closing socket asked for
+(``schedule_offline_check``). Both only *ask* the store, whose claim is atomic, so any
+number of processes doing this at once push each transition once. A check lost with
+this process (killed during a grace) is done by another process's sweep.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Protocol
 from django.conf import settings
 
 from chat_service.closecodes import CloseCode
+from presence import services as presence
 from presence.store import get_presence_store
 
 log = logging.getLogger(__name__)
@@ -40,6 +48,9 @@ class Supervisor:
         self._task: asyncio.Task[None] | None = None
         self._last_touch = time.monotonic()
         self._last_refresh = time.monotonic()
+        self._last_sweep = time.monotonic()
+        self._offline_checks: dict[str, asyncio.TimerHandle] = {}
+        self._check_tasks: set[asyncio.Task[None]] = set()
 
     def register(self, socket: Supervised) -> None:
         self._sockets.add(socket)
@@ -51,6 +62,35 @@ class Supervisor:
 
     def __len__(self) -> int:
         return len(self._sockets)
+
+    def schedule_offline_check(self, user_id: str, delay_s: float) -> None:
+        """Run the user's offline check in ``delay_s`` (replacing one already pending).
+
+        Independent of the tick loop, which stops when the last socket goes: the last
+        socket of a process closing is exactly when this is needed.
+        """
+        pending = self._offline_checks.pop(user_id, None)
+        if pending is not None:
+            pending.cancel()
+        # A few ms late rather than early: Redis' clock decides when the grace is over.
+        self._offline_checks[user_id] = asyncio.get_running_loop().call_later(
+            delay_s + 0.02, self._start_offline_check, user_id
+        )
+
+    def _start_offline_check(self, user_id: str) -> None:
+        self._offline_checks.pop(user_id, None)
+        task = asyncio.get_running_loop().create_task(self._offline_check(user_id), name="presence-offline-check")
+        self._check_tasks.add(task)  # a strong reference until it ends
+        task.add_done_callback(self._check_tasks.discard)
+
+    async def _offline_check(self, user_id: str) -> None:
+        try:
+            retry_in_s = await presence.presence_offline_check(user_id=user_id)
+        except Exception:  # noqa: BLE001 - the sweep catches what this misses
+            log.exception("presence offline check failed user=%s", user_id)
+            return
+        if retry_in_s is not None and user_id not in self._offline_checks:
+            self.schedule_offline_check(user_id, retry_in_s)
 
     async def _run(self) -> None:
         tick = settings.CHAT["SUPERVISOR_TICK_S"]
@@ -73,13 +113,34 @@ class Supervisor:
         ttl = chat["CONNECTION_TTL_S"]
         if now_mono - self._last_touch >= ttl / 3:
             self._last_touch = now_mono
-            await get_presence_store().connections_touch(
+            missing = await get_presence_store().connections_touch(
                 [(s.user_id, s.conn_id) for s in self._sockets], ttl_s=ttl
             )
+            await self._reregister(missing)
         if now_mono - self._last_refresh >= chat["GROUP_REFRESH_S"]:
             self._last_refresh = now_mono
             for socket in list(self._sockets):
                 await socket.refresh_groups()
+        if now_mono - self._last_sweep >= chat["PRESENCE_SWEEP_S"]:
+            self._last_sweep = now_mono
+            await presence.presence_sweep()
+
+    async def _reregister(self, missing: list[tuple[str, str]]) -> None:
+        """Register again the entries of sockets that are still alive here but whose
+        entries are gone (Redis restarted, or this loop stalled past the TTL and a sweep
+        turned the user grey): a live connection must count, and show its seller orange.
+
+        A socket that closed meanwhile has left ``_sockets`` before its entry was removed
+        (see ChatConsumer.websocket_disconnect), so it is skipped here; if it closes
+        during the re-open itself, its entry lives on for at most one TTL.
+        """
+        if not missing:
+            return
+        alive = {(s.user_id, s.conn_id) for s in self._sockets}
+        for user_id, conn_id in missing:
+            if (user_id, conn_id) in alive:
+                log.warning("connection entry was gone, registering it again user=%s", user_id)
+                await presence.presence_connection_open(user_id=user_id, conn_id=conn_id)
 
     async def _close(self, socket: Supervised, code: CloseCode) -> None:
         self._sockets.discard(socket)

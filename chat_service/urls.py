@@ -9,6 +9,7 @@ urlpatterns = [
     path("api/threads/<str:order_id>/events/", views.thread_events, name="thread-events"),
     path("api/threads/<str:order_id>/messages/", views.thread_messages, name="thread-messages"),
     path("api/threads/<str:order_id>/read/", views.thread_read, name="thread-read"),
+    path("api/presence/", views.presence_list, name="presence-list"),
     path("api/schema/", views.schema, name="schema"),
     path("healthz", views.healthz, name="healthz"),
 ]

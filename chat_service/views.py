@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
@@ -15,6 +16,7 @@ from chat_service.errors import BadRequest, RateLimited
 from chat_service.identity import Identity
 from chat_service.openapi import openapi_document
 from chat_service.ratelimit import get_rate_limiter
+from presence.services import presence_snapshot
 
 Result = tuple[int, dict[str, Any]]
 
@@ -84,6 +86,18 @@ def thread_read(request: HttpRequest, identity: Identity, order_id: str) -> Resu
     seq = protocol.read_seq_field(json_body(request))
     outcome = services.thread_read(user_id=identity.id, order_id=order_id, seq=seq)
     return 200, {"read_seq": outcome.read_seq, "unread": outcome.unread, "unread_total": outcome.unread_total}
+
+
+@json_endpoint("GET")
+def presence_list(request: HttpRequest, identity: Identity) -> Result:
+    """The sellers' indicators, as presence.subscribe answers them (no subscription)."""
+    raw = request.GET.get("seller_ids")
+    if raw is None:
+        raise BadRequest("seller_ids is required (comma separated).", field="seller_ids")
+    seller_ids = protocol.seller_ids_field([i for i in raw.split(",") if i] if raw else [])
+    # The presence store is async; under ASGI this runs on the server's event loop.
+    snapshot = async_to_sync(presence_snapshot)(seller_ids=seller_ids)
+    return 200, {"sellers": {entry.seller_id: entry.as_wire() for entry in snapshot}}
 
 
 def schema(request: HttpRequest) -> JsonResponse:
