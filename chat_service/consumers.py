@@ -35,6 +35,7 @@ from chat_service.errors import BadRequest, ChatError, Internal, RateLimited
 from chat_service.identity import Identity
 from chat_service.ratelimit import get_rate_limiter
 from chat_service.supervisor import get_supervisor
+from orders_bridge import commands as commerce
 from presence import services as presence
 
 log = logging.getLogger(__name__)
@@ -274,6 +275,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await self.channel_layer.group_discard(presence.presence_group(seller_id), self.channel_name)
         return {}
 
+    async def on_commerce(self, command: protocol.CommerceCommand) -> dict[str, Any]:
+        kwargs = commerce.arguments(command.type, command.payload)
+        return await fanout.call_service(commerce.perform, frame_type=command.type, user_id=self.user_id,
+                                         kwargs=kwargs)
+
     _handlers: dict[type, Any] = {
         protocol.Ping: on_ping,
         protocol.ThreadJoin: on_thread_join,
@@ -283,6 +289,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         protocol.TypingStart: on_typing_start,
         protocol.PresenceSubscribe: on_presence_subscribe,
         protocol.PresenceUnsubscribe: on_presence_unsubscribe,
+        protocol.CommerceCommand: on_commerce,
     }
 
     # --- channel-layer messages ---------------------------------------------------------

@@ -192,8 +192,31 @@ class PresenceUnsubscribe:
         return cls(ref, seller_ids_field(payload.get("seller_ids")))
 
 
+@dataclass(frozen=True, slots=True)
+class CommerceCommand:
+    """An offer.*, dispute.* or order.* command. Its fields are read by the command table
+    of orders_bridge.commands, next to the service each one calls."""
+
+    ref: str | None
+    type: str
+    payload: dict[str, Any]
+
+    @classmethod
+    def parse(cls, ref: str | None, payload: dict[str, Any], limits: Limits) -> CommerceCommand:
+        return cls(ref, payload["type"], payload)
+
+
+# The contract's commerce commands, plus dispute.add_return_tracking / confirm_return.
+COMMERCE_TYPES = (
+    "offer.request", "offer.make", "offer.accept", "offer.decline", "offer.withdraw",
+    "dispute.open", "dispute.respond", "dispute.accept_counter", "dispute.escalate", "dispute.cancel",
+    "dispute.add_return_tracking", "dispute.confirm_return",
+    "order.cancel", "order.confirm_receipt", "order.leave_feedback",
+)
+
 Command = (
     Ping | ThreadJoin | ThreadLeave | MessageSend | ThreadRead | TypingStart | PresenceSubscribe | PresenceUnsubscribe
+    | CommerceCommand
 )
 
 COMMANDS: dict[str, type[Command]] = {
@@ -205,6 +228,7 @@ COMMANDS: dict[str, type[Command]] = {
     "typing.start": TypingStart,
     "presence.subscribe": PresenceSubscribe,
     "presence.unsubscribe": PresenceUnsubscribe,
+    **{name: CommerceCommand for name in COMMERCE_TYPES},
 }
 
 

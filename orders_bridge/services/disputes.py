@@ -41,7 +41,7 @@ def _settle(dispute: Dispute, amount: Decimal, status: str, now: datetime) -> No
 
 
 def dispute_open(*, user_id: str, order_id: str, reason: object, refund_amount: object, return_item: object,
-                 details: object) -> Dispute:
+                 details: object = None) -> Dispute:
     """The buyer opens a dispute asking for a full or partial refund. Authorizes and validates."""
     reason_code = policy.dispute_reason(reason)
     details_text = policy.dispute_text(details, field="details", max_chars=policy.DETAILS_MAX_CHARS)

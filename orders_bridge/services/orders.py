@@ -115,7 +115,7 @@ def order_confirm_receipt(*, user_id: str, order_id: str) -> Order:
     return order
 
 
-def order_leave_feedback(*, user_id: str, order_id: str, rating: object, comment: object) -> Order:
+def order_leave_feedback(*, user_id: str, order_id: str, rating: object, comment: object = None) -> Order:
     """The buyer rates the order once, after receipt. Validates rating and comment.
 
     Feedback closes the after-sale: no dispute can be opened afterwards.
