@@ -18,9 +18,10 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http import HttpRequest
 
+from chat_service.protocol import ID_RE
+
 SESSION_KEY = "chat_identity"
 ALGORITHM = "HS256"
-MAX_ID_LENGTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +63,15 @@ def token_verify(token: str | None) -> Identity:
     except jwt.PyJWTError:
         raise TokenError("invalid") from None
     sub, name = claims.get("sub"), claims.get("name", "")
-    if not isinstance(sub, str) or not sub or len(sub) > MAX_ID_LENGTH or not isinstance(name, str):
+    # User ids name channel-layer groups, so they share the protocol's id format.
+    if not isinstance(sub, str) or not ID_RE.match(sub) or not isinstance(name, str) or len(name) > 200:
         raise TokenError("invalid")
     return Identity(id=sub, name=name or sub, expires_at=float(claims["exp"]))
 
 
 def identity_from_session(session: Any) -> Identity | None:
     data = session.get(SESSION_KEY) if session is not None else None
-    if isinstance(data, dict) and isinstance(data.get("id"), str) and data["id"]:
+    if isinstance(data, dict) and isinstance(data.get("id"), str) and ID_RE.match(data["id"]):
         return Identity(id=data["id"], name=str(data.get("name") or data["id"]), expires_at=None)
     return None
 

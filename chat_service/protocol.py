@@ -15,8 +15,8 @@ from typing import Any
 
 from chat_service.errors import BadRequest, ChatError, TooLarge, UnknownType
 
-ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-CLIENT_MSG_ID_RE = re.compile(r"^[\x21-\x7e]{1,64}$")  # printable ASCII, no spaces
+ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}\Z")  # \Z: "$" would accept a trailing newline
+CLIENT_MSG_ID_RE = re.compile(r"^[\x21-\x7e]{1,64}\Z")  # printable ASCII, no spaces
 MAX_REF_LENGTH = 128
 MAX_SEQ = 2**62
 MAX_SELLER_IDS = 200

@@ -32,8 +32,16 @@ DEBUG = env_bool("DEBUG", EMBEDDED)
 
 _DEV_SECRET_KEY = "dev-only-secret-key-not-for-production-use-0000"
 _DEV_TOKEN_SECRET = "dev-only-chat-token-secret-not-for-production"
+_DEV_BRIDGE_SECRET = "dev-only-bridge-secret-not-for-production-0000"
 SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY) or _DEV_SECRET_KEY
 CHAT_TOKEN_SECRET = env_str("CHAT_TOKEN_SECRET", _DEV_TOKEN_SECRET) or _DEV_TOKEN_SECRET
+# The order system's shared secret: signs webhooks in and requests out (orders_bridge).
+# BRIDGE_SECRET_PREVIOUS is also accepted on webhooks while the secret is rotated.
+BRIDGE = {
+    "SECRET": env_str("BRIDGE_SECRET", _DEV_BRIDGE_SECRET) or _DEV_BRIDGE_SECRET,
+    "SECRET_PREVIOUS": env_str("BRIDGE_SECRET_PREVIOUS"),
+    "WINDOW_S": env_int("BRIDGE_WINDOW_S", 300, minimum=1),
+}
 
 if not DEBUG:
     unsafe = [
@@ -41,6 +49,7 @@ if not DEBUG:
         for name, value, dev in (
             ("SECRET_KEY", SECRET_KEY, _DEV_SECRET_KEY),
             ("CHAT_TOKEN_SECRET", CHAT_TOKEN_SECRET, _DEV_TOKEN_SECRET),
+            ("BRIDGE_SECRET", BRIDGE["SECRET"], _DEV_BRIDGE_SECRET),
         )
         if value == dev or len(value) < 32
     ]

@@ -1,10 +1,11 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from chat_service import views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("", include("orders_bridge.urls")),
     path("api/threads/", views.threads_list, name="threads-list"),
     path("api/threads/<str:order_id>/events/", views.thread_events, name="thread-events"),
     path("api/threads/<str:order_id>/messages/", views.thread_messages, name="thread-messages"),

@@ -20,7 +20,7 @@ from orders_bridge.models import Dispute, Offer, Order
 from orders_bridge.services import disputes, offers, orders
 from orders_bridge.wire import dispute_wire, offer_wire, order_wire
 
-NUMERIC_ID_RE = re.compile(r"^[0-9]{1,18}$")
+NUMERIC_ID_RE = re.compile(r"^[0-9]{1,18}\Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 os.environ.setdefault("SECRET_KEY", "test-secret-key-" + "x" * 32)
 os.environ.setdefault("CHAT_TOKEN_SECRET", "test-chat-token-secret-" + "y" * 32)
+os.environ.setdefault("BRIDGE_SECRET", "test-bridge-secret-" + "w" * 32)
 os.environ.setdefault("DEBUG", "0")
 # Per run, so concurrent runs (several developers, CI) never share a test database.
 os.environ.setdefault("DATABASE_TEST_NAME", f"test_chat_{os.getpid()}")

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chat_service.errors import BadRequest, InvalidState
+from chat_service.errors import BadRequest, InvalidState, NotFound
 from chat_service.models import EventKind, Role, Thread
 from chat_service.services import event_append
 from orders_bridge.models import Dispute
@@ -197,7 +197,9 @@ def dispute_decide(*, dispute_id: str, refund_amount: object, note: object = Non
     """The platform's decision, from the order system's webhook. Validates the amount."""
     note_text = policy.dispute_text(note, field="note", max_chars=policy.DETAILS_MAX_CHARS)
     with transaction.atomic():
-        order_id = Dispute.objects.values_list("order_id", flat=True).get(pk=dispute_id)
+        order_id = Dispute.objects.filter(pk=dispute_id).values_list("order_id", flat=True).first()
+        if order_id is None:
+            raise NotFound("There is no dispute with that id.")
         order, thread = order_locked_by_system(order_id=order_id)
         dispute = Dispute.objects.select_for_update().get(pk=dispute_id)
         amount = policy.refund_amount(value=refund_amount, paid=order.amount, allow_zero=True)

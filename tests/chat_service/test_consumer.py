@@ -51,11 +51,16 @@ async def test_hello_names_the_user_unread_total_and_heartbeat(order):
         ("not-a-jwt", CloseCode.UNAUTHORIZED),
         ("expired", CloseCode.TOKEN_EXPIRED),
         ("forged", CloseCode.UNAUTHORIZED),
+        ("bad-sub", CloseCode.UNAUTHORIZED),
     ],
 )
 async def test_bad_tokens_are_closed_with_a_documented_code(token, code):
     if token == "expired":
         token = token_for("b", ttl_s=-10)
+    elif token == "bad-sub":  # a user id that could not name a group
+        from chat_service.identity import token_mint
+
+        token = token_mint(user_id="b\n", name="B")
     elif token == "forged":
         from chat_service.identity import token_mint
 

@@ -42,6 +42,7 @@ def test_join_since_seq_is_optional():
         ('{"type": "thread.join", "ref": "a"}', "bad_request", "a"),
         ('{"type": "thread.join", "ref": "a", "order_id": 12}', "bad_request", "a"),
         ('{"type": "thread.join", "ref": "a", "order_id": "has space"}', "bad_request", "a"),
+        ('{"type": "thread.join", "ref": "a", "order_id": "T1\\n"}', "bad_request", "a"),
         ('{"type": "thread.join", "ref": "a", "order_id": "A1", "since_seq": -1}', "bad_request", "a"),
         ('{"type": "thread.join", "ref": "a", "order_id": "A1", "since_seq": true}', "bad_request", "a"),
         ('{"type": "thread.join", "ref": "a", "order_id": "A1", "since_seq": 1.5}', "bad_request", "a"),
@@ -52,6 +53,7 @@ def test_join_since_seq_is_optional():
         ('{"type": "message.send", "ref": "a", "order_id": "A1", "client_msg_id": "c", "body": "   "}', "bad_request", "a"),
         ('{"type": "message.send", "ref": "a", "order_id": "A1", "client_msg_id": "c", "body": "a\\u0000b"}', "bad_request", "a"),
         ('{"type": "message.send", "ref": "a", "order_id": "A1", "client_msg_id": "with space", "body": "x"}', "bad_request", "a"),
+        ('{"type": "message.send", "ref": "a", "order_id": "A1", "client_msg_id": "c1\\n", "body": "x"}', "bad_request", "a"),
     ],
 )
 def test_bad_frames_raise_with_code_and_ref(text, code, ref):

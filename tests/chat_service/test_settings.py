@@ -11,7 +11,8 @@ from chat_service.env import ConfigError, database_from_url
 
 ROOT = Path(__file__).resolve().parents[2]
 CLEAN_ENV = {k: v for k, v in os.environ.items()
-             if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "CHAT_TOKEN_SECRET", "DEBUG", "DJANGO_SETTINGS_MODULE"}}
+             if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "CHAT_TOKEN_SECRET", "BRIDGE_SECRET", "DEBUG",
+                         "DJANGO_SETTINGS_MODULE"}}
 
 
 def load_settings(tmp_path, **env):
@@ -31,13 +32,13 @@ def test_nothing_configured_runs_embedded_sqlite_memory_layer_debug(tmp_path):
 def test_production_with_default_secrets_refuses_to_start(tmp_path):
     result = load_settings(tmp_path, DATABASE_URL="postgres://postgres@127.0.0.1/test", REDIS_URL="redis://127.0.0.1:6379/0")
     assert result.returncode != 0
-    assert "SECRET_KEY" in result.stderr and "CHAT_TOKEN_SECRET" in result.stderr
+    assert all(name in result.stderr for name in ("SECRET_KEY", "CHAT_TOKEN_SECRET", "BRIDGE_SECRET"))
 
 
 def test_debug_off_with_real_secrets_starts_on_postgres_and_redis(tmp_path):
     result = load_settings(
         tmp_path, DATABASE_URL="postgres://postgres@127.0.0.1/test", REDIS_URL="redis://127.0.0.1:6379/0",
-        SECRET_KEY="s" * 40, CHAT_TOKEN_SECRET="t" * 40,
+        SECRET_KEY="s" * 40, CHAT_TOKEN_SECRET="t" * 40, BRIDGE_SECRET="u" * 40,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "django.db.backends.postgresql", "channels_redis.core.RedisChannelLayer"]
