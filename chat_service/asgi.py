@@ -19,6 +19,7 @@ from django.conf import settings  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from chat_service.consumers import ChatConsumer  # noqa: E402
+from chat_service.embedded_worker import EmbeddedWorkerMiddleware  # noqa: E402
 from chat_service.identity import IdentityMiddleware  # noqa: E402
 
 
@@ -29,4 +30,4 @@ def websocket_app():
     )
 
 
-application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_app()})
+application = EmbeddedWorkerMiddleware(ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_app()}))

@@ -22,6 +22,7 @@ from chat_service.protocol import ID_RE
 
 SESSION_KEY = "chat_identity"
 ALGORITHM = "HS256"
+MAX_ID_LENGTH = 64  # the longest user id ID_RE accepts
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,8 @@ REDIS_URL = env_str("REDIS_URL")
 EMBEDDED = DATABASE_URL is None and REDIS_URL is None
 
 DEBUG = env_bool("DEBUG", EMBEDDED)
+# Run the worker's jobs inside the web process (one process, in-memory layer: the demo).
+EMBEDDED_WORKER = env_bool("EMBEDDED_WORKER", EMBEDDED)
 
 _DEV_SECRET_KEY = "dev-only-secret-key-not-for-production-use-0000"
 _DEV_TOKEN_SECRET = "dev-only-chat-token-secret-not-for-production"

@@ -1,5 +1,8 @@
-"""The command-line client against a real Daphne on the embedded default: two people chat
-from two terminals and each sees the other's lines live; end of input ends the client."""
+"""The embedded default as a newcomer runs it (`manage.py demo`: one Daphne process, SQLite,
+in-memory layer): two people chat from two terminals with the command-line client, and
+the worker's jobs run inside that one process so an accepted offer changes the price live."""
+
+import asyncio
 
 import os
 import socket
@@ -72,3 +75,28 @@ def test_two_terminals_chat_live_and_exit_at_end_of_input(demo_server):
     for proc in (buyer, seller):
         proc.stdin.close()
         assert proc.wait(timeout=20) == 0
+
+
+def test_embedded_demo_applies_an_accepted_offer_live(demo_server):
+    from chat_service.client import ChatClient
+
+    port, env = demo_server
+    url = f"ws://127.0.0.1:{port}/ws/"
+
+    async def scenario():
+        buyer = await ChatClient.open(url, token(env, "buyer-ann"))
+        seller = await ChatClient.open(url, token(env, "seller-tessa"))
+        try:
+            await buyer.request("thread.join", order_id="A10002")
+            made = await seller.request("offer.make", order_id="A10002", price="30.00")
+            await buyer.request("offer.accept", offer_id=made["offer"]["offer_id"])
+            changed = await buyer.next_frame(
+                "thread.event", timeout=20, where=lambda f: f["event"]["data"].get("change") == "price_changed")
+            return changed["event"]
+        finally:
+            await buyer.close()
+            await seller.close()
+
+    event = asyncio.run(scenario())
+    assert event["kind"] == "order" and event["data"]["order"]["amount"] == "30.00"
+    assert "30.00" in event["body"] and "38.40" in event["body"]

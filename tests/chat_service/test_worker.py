@@ -1,7 +1,7 @@
 """The worker: scheduling, failure isolation, database-connection hygiene, --once, signals.
 
 Scheduling is tested with an injected clock; the loop itself with real intervals of
-10 ms. Jobs here are test jobs: the registry holds no domain jobs yet.
+10 ms. Jobs here are test jobs; the apps' own jobs are kept out of the registry.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ def registry(monkeypatch) -> dict[str, Job]:
     """An empty job registry for the test; the real one is left as it was."""
     jobs: dict[str, Job] = {}
     monkeypatch.setattr(worker, "_jobs", jobs)
+    # Keep the apps' real jobs (orders_bridge.jobs) out of this registry.
+    monkeypatch.setattr(worker, "autodiscover_modules", lambda name: None)
     return jobs
 
 

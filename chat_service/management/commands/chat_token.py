@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from chat_service import demo_data
 from chat_service.identity import MAX_ID_LENGTH, token_mint
+from chat_service.protocol import ID_RE
 
 
 class Command(BaseCommand):
@@ -33,8 +34,8 @@ class Command(BaseCommand):
         user_id: str = options["user_id"]
         ttl: int = options["ttl"]
         # token_verify refuses these; better to say so now than to hand out a dud.
-        if not user_id or len(user_id) > MAX_ID_LENGTH:
-            raise CommandError(f"USER_ID must be 1-{MAX_ID_LENGTH} characters.")
+        if not ID_RE.match(user_id):
+            raise CommandError(f"USER_ID must be 1-{MAX_ID_LENGTH} letters, digits, '-', '_' or '.'.")
         if ttl < 1:
             raise CommandError("--ttl must be at least 1 second.")
         name = options["name"]
