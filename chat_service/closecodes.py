@@ -15,6 +15,7 @@ class CloseCode(IntEnum):
     TOKEN_EXPIRED = 4001  # the token's exp passed; fetch a new token, then reconnect
     HEARTBEAT_TIMEOUT = 4002  # nothing received for 2 × heartbeat_s; reconnect
     TOO_MANY_CONNECTIONS = 4003  # the per-user connection cap is reached; retry later
+    UNAVAILABLE = 4004  # the server could not set the connection up (Redis, database); retry with backoff
     UNAUTHORIZED = 4500  # missing or invalid token; do not reconnect with it
 
     @property

@@ -22,10 +22,10 @@ import logging
 import time
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.consumer import get_handler_name
 from django.conf import settings
 from django.utils import timezone
 
@@ -76,28 +76,39 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.supervised = False
         self.last_received = time.monotonic()
         self.conn_id = self.channel_name
+        self.ready = False  # frames are served once the setup below completed
         identity: Identity | None = self.scope.get("identity")
         await self.accept()
         if identity is None:
             expired = self.scope.get("identity_error") == "expired"
-            await self.close(code=CloseCode.TOKEN_EXPIRED if expired else CloseCode.UNAUTHORIZED)
+            await self.close_with(CloseCode.TOKEN_EXPIRED if expired else CloseCode.UNAUTHORIZED)
             return
         self.identity = identity
         self.user_id = identity.id
         self.token_expires_at = identity.expires_at
+        try:
+            await self._open()
+        except Exception:  # noqa: BLE001 - Redis or the database failed: let the client retry
+            log.exception("connection setup failed user=%s", self.user_id)
+            await self.close_with(CloseCode.UNAVAILABLE)
+
+    async def _open(self) -> None:
+        """Register the connection, join the user's group and say hello."""
+        chat = settings.CHAT
         count = await presence.presence_connection_open(user_id=self.user_id, conn_id=self.conn_id)
         self.registered = True
         if count > chat["MAX_CONNECTIONS_PER_USER"]:
             log.info("connection cap reached user=%s count=%d", self.user_id, count)
-            await self.close(code=CloseCode.TOO_MANY_CONNECTIONS)
+            await self.close_with(CloseCode.TOO_MANY_CONNECTIONS)
             return
         await self.channel_layer.group_add(fanout.user_group(self.user_id), self.channel_name)
         unread_total = await database_sync_to_async(selectors.unread_total_for_user)(user_id=self.user_id)
         get_supervisor().register(self)
         self.supervised = True
+        self.ready = True
         await self.send_frame(
             protocol.hello(
-                user=identity.as_dict(),
+                user=self.identity.as_dict(),
                 unread_total=unread_total,
                 heartbeat_s=chat["HEARTBEAT_S"],
                 server_time=timezone.now(),
@@ -132,7 +143,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # --- supervisor hooks ---------------------------------------------------------------
 
     async def close_with(self, code: CloseCode) -> None:
-        log.info("closing socket user=%s code=%s", self.user_id, code.name)
+        log.info("closing socket user=%s code=%s", getattr(self, "user_id", None), code.name)
+        # A plain int: autobahn (under Daphne) refuses an IntEnum as a close code.
         await self.close(code=int(code))
 
     async def refresh_groups(self) -> None:
@@ -147,8 +159,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         self.last_received = time.monotonic()
-        if not hasattr(self, "identity"):
-            return  # closing: the handshake was refused
+        if not self.ready:
+            return  # closing: the handshake was refused or the setup failed
         try:
             command = protocol.parse_frame(text_data, bytes_data, self.limits)
         except protocol.FrameError as exc:
