@@ -22,7 +22,7 @@ from chat_service import worker
 
 log = logging.getLogger(__name__)
 
-_tasks: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]]" = weakref.WeakKeyDictionary()
+_tasks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = weakref.WeakKeyDictionary()
 
 
 async def _run(runner: worker.Runner) -> None:

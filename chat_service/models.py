@@ -67,11 +67,13 @@ class Event(models.Model):
     thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="events")
     seq = models.PositiveBigIntegerField()
     kind = models.CharField(max_length=16, choices=EventKind.choices)
-    author_id = models.CharField(max_length=64, null=True, blank=True)
+    # NULL, not "": system events have no author, and NULL never collides in the unique
+    # (thread, author_id, client_msg_id) constraint.
+    author_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     author_role = models.CharField(max_length=16, choices=Role.choices)
     body = models.TextField(blank=True, default="")
     data = models.JSONField(default=dict, blank=True)
-    client_msg_id = models.CharField(max_length=64, null=True, blank=True)
+    client_msg_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 - see author_id
     created_at = models.DateTimeField()
 
     class Meta:

@@ -57,7 +57,10 @@ def openapi_document() -> dict[str, Any]:
                                 "type": "object",
                                 "required": ["threads", "has_more", "unread_total"],
                                 "properties": {
-                                    "threads": {"type": "array", "items": {"$ref": "#/components/schemas/ThreadSummary"}},
+                                    "threads": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/ThreadSummary"},
+                                    },
                                     "has_more": {"type": "boolean"},
                                     "unread_total": {"type": "integer"},
                                 },

@@ -17,6 +17,7 @@ from chat_service.models import Event, EventKind, Role, Thread
 from chat_service.selectors import thread_for_participant, unread_of, unread_total_for_user
 from orders_bridge.models import Order
 
+
 @dataclass(frozen=True, slots=True)
 class SendOutcome:
     event: Event

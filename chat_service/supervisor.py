@@ -150,7 +150,7 @@ class Supervisor:
             log.exception("closing a socket failed user=%s", socket.user_id)
 
 
-_supervisors: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Supervisor]" = weakref.WeakKeyDictionary()
+_supervisors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Supervisor] = weakref.WeakKeyDictionary()
 
 
 def get_supervisor() -> Supervisor:

@@ -87,9 +87,8 @@ def dispute_open_check(*, actor: Actor, state: AfterSale, now: datetime, protect
         raise InvalidState(
             f"The {protection.days}-day buyer protection of this order has ended, so a dispute can no longer be opened."
         )
-    raise InvalidState(
-        f"This order is {STATUS_LABELS.get(state.status, state.status)}: a dispute can be opened once the goods are shipped."
-    )
+    status = STATUS_LABELS.get(state.status, state.status)
+    raise InvalidState(f"This order is {status}: a dispute can be opened once the goods are shipped.")
 
 
 def order_allowed_actions(*, actor: Actor, state: AfterSale, now: datetime, protection: timedelta) -> list[str]:

@@ -76,8 +76,10 @@ def offer_make(*, user_id: str, order_id: str, price: object, currency: object =
         offer.made_at, offer.expires_at = now, now + timedelta(seconds=expiry)
         offer = _create(offer) if offer.pk is None else _saved(offer)
         body = f"The seller offered {money(value)} {order.currency} (was {money(order.amount)})."
-        _offer_event(thread=locked.thread, offer=offer, change="made", body=body + (f" “{note_text}”" if note_text else ""),
-                     author_id=user_id, author_role=locked.role)
+        if note_text:
+            body += f" “{note_text}”"
+        _offer_event(thread=locked.thread, offer=offer, change="made", body=body, author_id=user_id,
+                     author_role=locked.role)
     return offer
 
 
