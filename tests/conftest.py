@@ -2,9 +2,42 @@
 
 from __future__ import annotations
 
+import os
+import re
+
+import psycopg
 import pytest
 import redis
 from django.conf import settings
+
+
+def pytest_sessionstart(session):
+    """Drop test databases left by runs that were killed (their pid is gone), so a machine
+    that runs the suite often does not fill up with them."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        return
+    try:
+        conn = psycopg.connect(host=db["HOST"] or None, port=db["PORT"] or None, user=db["USER"] or None,
+                               password=db["PASSWORD"] or None, dbname="postgres", autocommit=True)
+    except psycopg.Error:
+        return  # the run itself will report an unreachable database
+    with conn:
+        names = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'test_chat_%'")]
+        for name in names:
+            match = re.fullmatch(r"test_chat_(\d+)", name)
+            if match and not _alive(int(match.group(1))):
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @pytest.fixture(autouse=True)
