@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-e2e test-heavy install clean
+.PHONY: demo test test-fast test-e2e test-heavy test-browser install clean
 
 demo: $(STAMP)
 	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py demo
@@ -26,6 +26,10 @@ test-e2e: $(STAMP)
 test-heavy: $(STAMP)  ## long load/fault scenarios only
 	bash .ci/services
 	$(BIN)/pytest -m heavy
+
+test-browser: $(STAMP)  ## headless Chromium against a real daphne (screenshots in artifacts/)
+	bash .ci/services
+	$(BIN)/pytest -m browser
 
 install: $(STAMP)
 

@@ -44,6 +44,11 @@ def json_endpoint(*methods: str) -> Callable[[View], Callable[..., HttpResponse]
         @csrf_exempt
         @functools.wraps(view)
         def endpoint(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+            return _with_cors(request, _answer(request, **kwargs), methods=allowed)
+
+        def _answer(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+            if request.method == "OPTIONS":
+                return HttpResponse(status=204)  # a CORS preflight; headers added by _with_cors
             if request.method not in allowed:
                 response = JsonResponse(
                     {"error": {"code": "method_not_allowed", "message": f"Use {', '.join(sorted(allowed))}."}},
@@ -64,6 +69,19 @@ def json_endpoint(*methods: str) -> Callable[[View], Callable[..., HttpResponse]
         return endpoint
 
     return decorate
+
+
+def _with_cors(request: HttpRequest, response: HttpResponse, *, methods: set[str]) -> HttpResponse:
+    """Let pages of WS_ALLOWED_ORIGINS (the marketplace embedding the widget) call the API
+    with a bearer token. No credentials: cookies never cross origins."""
+    origin = request.headers.get("Origin")
+    if origin and origin in settings.CORS_ALLOWED_ORIGINS:
+        response["Access-Control-Allow-Origin"] = origin
+        response["Access-Control-Allow-Methods"] = ", ".join(sorted(methods | {"OPTIONS"}))
+        response["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        response["Access-Control-Max-Age"] = "600"
+    response["Vary"] = "Origin"
+    return response
 
 
 def _authenticate(request: HttpRequest) -> Identity:

@@ -15,10 +15,9 @@ import logging
 import weakref
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
-from chat_service import worker
+from chat_service import fanout, worker
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +27,10 @@ _tasks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]]
 async def _run(runner: worker.Runner) -> None:
     while True:
         try:
-            await database_sync_to_async(runner.run_due)()
+            # Pushes of the pass are collected and sent from this loop afterwards, as the
+            # consumer does: the database thread never waits on the loop, so a shutdown
+            # in the middle of a pass cannot leave it waiting for ever.
+            await fanout.call_service(runner.run_due)
         except Exception:  # noqa: BLE001 - Runner logs job failures; this guards the loop itself
             log.exception("embedded worker pass failed")
         await asyncio.sleep(min(1.0, runner.seconds_until_due() or 1.0))

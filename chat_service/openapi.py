@@ -33,6 +33,15 @@ _LIMIT = {"type": "integer", "minimum": 1, "maximum": 200}
 
 
 def openapi_document() -> dict[str, Any]:
+    from orders_bridge import openapi_paths  # the order search, detail and dispute endpoints
+
+    document = _thread_document()
+    document["paths"].update(openapi_paths.PATHS)
+    document["components"]["schemas"].update(openapi_paths.SCHEMAS)
+    return document
+
+
+def _thread_document() -> dict[str, Any]:
     event = {"$ref": "#/components/schemas/Event"}
     return {
         "openapi": "3.1.0",

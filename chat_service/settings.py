@@ -66,6 +66,10 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 # marketplace pages that embed the widget: "https://shop.example.com".
 WS_ALLOWED_ORIGINS = env_list("WS_ALLOWED_ORIGINS", [])
 CSRF_TRUSTED_ORIGINS = [o for o in WS_ALLOWED_ORIGINS if "://" in o]
+# The same origins may call the JSON API cross-origin with a bearer token (chat_service.api).
+CORS_ALLOWED_ORIGINS = CSRF_TRUSTED_ORIGINS
+# The demo's pick-a-user login page (chat_service.pages); never for real marketplaces.
+DEMO_LOGIN = env_bool("CHAT_DEMO_LOGIN", DEBUG)
 
 INSTALLED_APPS = [
     "daphne",

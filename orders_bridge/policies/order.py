@@ -52,6 +52,7 @@ class AfterSale:
     completed_at: datetime | None
     feedback_left: bool
     open_dispute: bool
+    dispute_resolved: bool = False  # a dispute of this order was settled or decided
 
 
 def feedback_check(*, actor: Actor, state: AfterSale, rating: object, comment: object) -> None:
@@ -79,6 +80,9 @@ def dispute_open_check(*, actor: Actor, state: AfterSale, now: datetime, protect
         raise InvalidState("Feedback has been left for this order, so a dispute can no longer be opened.")
     if state.open_dispute:
         raise InvalidState("This order already has an open dispute.")
+    if state.dispute_resolved:
+        # A withdrawn (cancelled) dispute may be opened again; a settled one is final.
+        raise InvalidState("This order's dispute has been resolved, so another one cannot be opened.")
     if state.status == AWAITING_ACCEPTANCE:
         return
     if state.status == COMPLETED:

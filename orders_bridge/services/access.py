@@ -68,5 +68,6 @@ def after_sale(order: Order) -> AfterSale:
         completed_at=order.completed_at,
         feedback_left=order.feedback_at is not None,
         open_dispute=Dispute.objects.filter(order=order).exclude(status__in=dispute_policy.CLOSED).exists(),
+        dispute_resolved=Dispute.objects.filter(order=order, status=dispute_policy.RESOLVED).exists(),
     )
 

@@ -205,3 +205,18 @@ def test_openapi_document_lists_every_api_route():
 def test_healthz_reports_database_and_redis():
     response = Client().get("/healthz")
     assert response.status_code == 200 and response.json() == {"ok": True, "checks": {"database": "ok", "redis": "ok"}}
+
+
+def test_allowed_origins_may_call_the_api_cross_origin_with_a_bearer_token(order, settings):
+    settings.CORS_ALLOWED_ORIGINS = ["https://shop.example"]
+    url = f"/api/threads/{order.pk}/events/"
+    preflight = Client().options(url, HTTP_ORIGIN="https://shop.example",
+                                 HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET")
+    assert preflight.status_code == 204
+    assert preflight["Access-Control-Allow-Origin"] == "https://shop.example"
+    assert "Authorization" in preflight["Access-Control-Allow-Headers"]
+    response = Client().get(url, HTTP_ORIGIN="https://shop.example", HTTP_AUTHORIZATION=f"Bearer {token_for('b')}")
+    assert response.status_code == 200 and response["Access-Control-Allow-Origin"] == "https://shop.example"
+    assert "Access-Control-Allow-Credentials" not in response
+    foreign = Client().get(url, HTTP_ORIGIN="https://evil.example", HTTP_AUTHORIZATION=f"Bearer {token_for('b')}")
+    assert "Access-Control-Allow-Origin" not in foreign and foreign["Vary"] == "Origin"

@@ -183,6 +183,8 @@ def test_buyer_cannot_open_a_dispute_after_feedback():
     (after(od.AWAITING_PAYMENT), "awaiting payment"),
     (after(od.AWAITING_SHIPMENT), "awaiting shipment"),
     (after(od.AWAITING_ACCEPTANCE, dispute=True), "already has an open dispute"),
+    (od.AfterSale(status=od.AWAITING_ACCEPTANCE, completed_at=None, feedback_left=False, open_dispute=False,
+                  dispute_resolved=True), "has been resolved"),
 ])
 def test_disputes_are_refused_outside_their_window_with_a_reason(state, message):
     with pytest.raises(InvalidState, match=message):

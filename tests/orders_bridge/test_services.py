@@ -194,6 +194,13 @@ def test_one_open_dispute_per_order_and_a_new_one_after_cancel(delivered):
     assert open_dispute(delivered).status == "open"
 
 
+def test_a_resolved_dispute_is_final_for_the_order(delivered):
+    dispute = open_dispute(delivered)
+    disputes.dispute_respond(user_id="s", dispute_id=str(dispute.pk), action="accept")
+    with pytest.raises(InvalidState, match="has been resolved"):
+        open_dispute(delivered)
+
+
 def test_a_returned_item_must_arrive_before_the_refund(delivered):
     dispute = open_dispute(delivered, return_item=True)
     disputes.dispute_respond(user_id="s", dispute_id=str(dispute.pk), action="accept")

@@ -32,6 +32,10 @@ TOKEN_TTL_S = 12 * 3600
 
 # Where to look: (label, scheme, path). A new page is one more line here.
 LINKS: tuple[tuple[str, str, str], ...] = (
+    ("Sign in (web UI)", "http", "/login/"),
+    ("Manage Orders", "http", "/orders/"),
+    ("Seller console", "http", "/console/"),
+    ("Embed example", "http", "/embed/"),
     ("Health", "http", "/healthz"),
     ("Threads API", "http", "/api/threads/"),
     ("OpenAPI schema", "http", "/api/schema/"),

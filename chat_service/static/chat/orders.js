@@ -1,0 +1,312 @@
+// The buyer's Manage Orders page: tabs with counts, search, newer/older pages, one card per
+// order with its seller indicator, unread link, actions, and the chat and detail panels.
+// Live: unread.updated, notification, thread.event and presence.changed frames refresh the
+// badges, statuses and amounts of the orders on screen without a reload.
+
+import { connection as conn } from "./embed.js";
+import { h, clear, money, formatDateTime, STATUS_LABELS, DISPUTE_REASONS } from "./ui.js";
+
+const PAGE_SIZE = 10;
+const TABS = [
+  ["", "All", (c) => c.all],
+  ["awaiting_payment", "Awaiting Payment", (c) => c.statuses.awaiting_payment],
+  ["awaiting_shipment", "Awaiting Shipment", (c) => c.statuses.awaiting_shipment],
+  ["awaiting_acceptance", "Goods Awaiting Acceptance", (c) => c.statuses.awaiting_acceptance],
+  ["disputes", "Disputes", (c) => c.disputes],
+  ["unread", "Unread Order Messages", (c) => c.unread],
+];
+const PAY_URL = document.body.dataset.payUrl || "";
+
+const root = document.getElementById("orders-app");
+const state = { tab: "", filters: {}, cursor: null, page: null, orders: new Map() };
+
+const tabsEl = h("div", { class: "om-tabs", role: "tablist", "aria-label": "Orders by status" });
+const listEl = h("ol", { class: "om-list", "aria-label": "Orders" });
+const pagerEl = h("nav", { class: "om-pager", "aria-label": "Pages" });
+const liveEl = h("div", { class: "oc-sr", role: "status", "aria-live": "polite" });
+const panel = h("aside", { class: "om-panel", hidden: true, "aria-label": "Order panel" });
+
+function searchForm() {
+  const field = (name, label, attrs = {}) => h("div", { class: "om-field" },
+    h("label", { for: `f-${name}` }, label), h("input", { id: `f-${name}`, name, ...attrs }));
+  const status = h("select", { id: "f-status", name: "status" }, h("option", { value: "" }, "Any status"),
+    ...Object.entries(STATUS_LABELS).map(([v, l]) => h("option", { value: v }, l)));
+  const form = h("form", { class: "om-search", role: "search", onsubmit: (e) => {
+    e.preventDefault();
+    const data = new FormData(form);
+    state.filters = {};
+    for (const [k, v] of data.entries()) if (String(v).trim()) state.filters[k] = String(v).trim();
+    state.cursor = null;
+    load();
+  } },
+  field("q", "Item name", { type: "search" }),
+  field("order_id", "Order ID"),
+  h("div", { class: "om-field" }, h("label", { for: "f-status" }, "Status"), status),
+  field("supplier", "Supplier"),
+  field("tracking", "Tracking number"),
+  field("date_from", "Ordered from", { type: "date" }),
+  field("date_to", "Ordered to", { type: "date" }),
+  h("div", { class: "om-field om-buttons" },
+    h("button", { type: "submit", class: "oc-primary" }, "Search"),
+    h("button", { type: "reset", onclick: () => setTimeout(() => form.requestSubmit(), 0) }, "Reset")));
+  return form;
+}
+
+root.append(tabsEl, searchForm(), liveEl, listEl, pagerEl);
+document.body.append(panel);
+
+// --- data ---------------------------------------------------------------------------------
+
+function query() {
+  const params = new URLSearchParams({ ...state.filters, role: "buyer", limit: String(PAGE_SIZE) });
+  if (state.tab) params.set("status", state.tab);
+  if (state.cursor) params.set("cursor", state.cursor);
+  return `/api/orders/?${params}`;
+}
+
+async function load() {
+  listEl.setAttribute("aria-busy", "true");
+  try {
+    const [page] = await Promise.all([conn.fetchJson(query()), loadCounts()]);
+    state.page = page;
+    renderList();
+  } catch (err) {
+    clear(listEl).append(h("li", { class: "om-empty" }, err.message || "Could not load your orders."));
+  } finally {
+    listEl.removeAttribute("aria-busy");
+  }
+}
+
+async function loadCounts() {
+  try {
+    renderTabs(await conn.fetchJson("/api/orders/counts/?role=buyer"));
+  } catch (_) { /* tabs keep their last counts */ }
+}
+
+const refreshing = new Map();
+function refreshOrder(orderId) {
+  // Several frames for one change come together: one fetch for them.
+  if (!state.orders.has(orderId) || refreshing.has(orderId)) return;
+  refreshing.set(orderId, setTimeout(async () => {
+    refreshing.delete(orderId);
+    try {
+      const detail = await conn.fetchJson(`/api/orders/${encodeURIComponent(orderId)}/`);
+      const old = state.orders.get(orderId);
+      if (!old) return;
+      const item = { ...old, ...detail, actions: {
+        order: detail.allowed_actions.order,
+        offer: detail.allowed_actions.offer.actions,
+        dispute: detail.allowed_actions.dispute.actions,
+      }, dispute: detail.allowed_actions.dispute.dispute_id ? detail.dispute : null };
+      state.orders.set(orderId, item);
+      const el = listEl.querySelector(`[data-order-id="${CSS.escape(orderId)}"]`);
+      if (el) el.replaceWith(orderCard(item));
+      if (panel.dataset.kind === "detail" && panel.dataset.orderId === orderId) showDetail(orderId);
+    } catch (_) { /* the next frame retries */ }
+  }, 150));
+}
+
+let countsTimer = null;
+function refreshCounts() {
+  clearTimeout(countsTimer);
+  countsTimer = setTimeout(loadCounts, 200);
+}
+
+// --- rendering ----------------------------------------------------------------------------
+
+function renderTabs(counts) {
+  clear(tabsEl);
+  for (const [value, label, count] of TABS) {
+    const selected = state.tab === value;
+    tabsEl.append(h("button", {
+      type: "button", role: "tab", class: "om-tab", "aria-selected": selected ? "true" : "false",
+      dataset: { tab: value || "all" },
+      onclick: () => { state.tab = value; state.cursor = null; load(); },
+    }, label, " ", h("span", { class: "om-count" }, `(${count(counts) ?? 0})`)));
+  }
+}
+
+function renderList() {
+  clear(listEl);
+  state.orders.clear();
+  const items = state.page.orders || [];
+  for (const item of items) state.orders.set(item.order_id, item);
+  if (!items.length) listEl.append(h("li", { class: "om-empty" }, "No orders match."));
+  for (const item of items) listEl.append(orderCard(item));
+  clear(pagerEl);
+  const newer = h("button", { type: "button", disabled: !state.page.prev, onclick: () => { state.cursor = state.page.prev; load(); } }, "← Newer orders");
+  const older = h("button", { type: "button", disabled: !state.page.next, onclick: () => { state.cursor = state.page.next; load(); } }, "Older orders →");
+  pagerEl.append(newer, older);
+  liveEl.textContent = `${items.length} orders shown.`;
+}
+
+function properties(props) {
+  return Object.entries(props || {}).map(([k, v]) => `${k}: ${v}`).join(" · ");
+}
+
+function orderCard(item) {
+  const actions = new Set((item.actions && item.actions.order) || []);
+  const open = (kind, extra = {}) => () => (kind === "chat" ? showChat(item.order_id, extra) : showDetail(item.order_id));
+  const unread = item.unread || 0;
+  const buttons = h("div", { class: "om-actions" });
+  if (item.status === "awaiting_payment") {
+    buttons.append(h("a", { class: "om-button oc-primary", href: PAY_URL ? `${PAY_URL}${encodeURIComponent(item.order_id)}` : "#pay", onclick: PAY_URL ? null : (e) => { e.preventDefault(); alertBox(item.order_id, "Payment happens on the marketplace. This demo has no payment page."); } }, "Pay Now"));
+  }
+  if (actions.has("cancel")) buttons.append(h("button", { type: "button", onclick: () => cancelOrder(item) }, "Cancel Order"));
+  if (actions.has("confirm_receipt")) buttons.append(h("button", { type: "button", class: "oc-primary", onclick: () => showConfirm(item, true) }, "Confirm Goods Received"));
+  if (actions.has("leave_feedback")) buttons.append(h("button", { type: "button", onclick: () => showConfirm(item, false) }, "Leave Feedback"));
+  if (actions.has("open_dispute")) buttons.append(h("button", { type: "button", onclick: open("chat", { dispute: true }) }, "Open Dispute"));
+  buttons.append(
+    h("button", { type: "button", onclick: open("chat") }, "Contact Seller"),
+    h("button", { type: "button", onclick: open("detail") }, "View Detail"));
+  const status = h("div", { class: "om-status" }, STATUS_LABELS[item.status] || item.status);
+  if (item.dispute) status.append(h("span", { class: "om-flag" }, ` · Dispute: ${item.dispute.status}`));
+  if (item.offer && item.offer.status === "open") status.append(h("span", { class: "om-flag" }, ` · Offer ${money(item.offer.price, item.offer.currency)}`));
+  return h("li", { class: "om-order", dataset: { orderId: item.order_id, status: item.status } },
+    h("div", { class: "om-order-head" },
+      h("span", {}, "Order: ", h("strong", { class: "om-order-id" }, item.order_id)),
+      h("span", {}, "Order time: ", h("time", { datetime: item.ordered_at }, formatDateTime(item.ordered_at))),
+      h("span", { class: "om-supplier" }, item.supplier_name, " ",
+        h("seller-status", { "seller-id": item.seller_id, "order-id": item.order_id, "seller-name": item.supplier_name })),
+      unread ? h("a", { href: "#", class: "om-unread", onclick: (e) => { e.preventDefault(); showChat(item.order_id); } },
+        `${unread} new message${unread === 1 ? "" : "s"}`) : null),
+    h("div", { class: "om-order-body" },
+      h("div", { class: "om-item" },
+        h("div", { class: "om-title" }, item.item_title),
+        h("div", { class: "om-props" }, properties(item.properties)),
+        h("div", { class: "om-qty" }, `Quantity: ${item.quantity}`)),
+      h("div", { class: "om-amount", "aria-label": "Amount" }, money(item.amount, item.currency)),
+      status,
+      buttons));
+}
+
+// --- panels -------------------------------------------------------------------------------
+
+function openPanel(kind, orderId, title) {
+  clear(panel);
+  panel.dataset.kind = kind;
+  panel.dataset.orderId = orderId;
+  panel.hidden = false;
+  const close = h("button", { type: "button", class: "om-close", onclick: closePanel }, "Close");
+  panel.append(h("div", { class: "om-panel-head" }, h("strong", {}, title), close));
+  panel.onkeydown = (e) => { if (e.key === "Escape") closePanel(); };
+  return close;
+}
+
+function closePanel() {
+  clear(panel);
+  panel.hidden = true;
+  delete panel.dataset.orderId;
+}
+
+function showChat(orderId, { dispute = false } = {}) {
+  const close = openPanel("chat", orderId, "Chat with the seller");
+  panel.append(h("order-chat", { "order-id": orderId, "open-dispute": dispute }));
+  close.focus();
+}
+
+async function showDetail(orderId) {
+  const wasOpen = panel.dataset.kind === "detail" && panel.dataset.orderId === orderId && !panel.hidden;
+  let detail;
+  try {
+    detail = await conn.fetchJson(`/api/orders/${encodeURIComponent(orderId)}/`);
+  } catch (err) {
+    alertBox(orderId, err.message || "Could not load the order.");
+    return;
+  }
+  const close = openPanel("detail", orderId, `Order ${orderId}`);
+  const rows = [
+    ["Item", detail.item_title], ["Supplier", detail.supplier_name], ["Properties", properties(detail.properties)],
+    ["Quantity", detail.quantity], ["Amount", money(detail.amount, detail.currency)],
+    ["Status", STATUS_LABELS[detail.status] || detail.status], ["Ordered", formatDateTime(detail.ordered_at)],
+    ["Tracking number", detail.tracking_number || "Not shipped yet"],
+  ];
+  if (detail.feedback) rows.push(["Your feedback", `${detail.feedback.rating}/5 ${detail.feedback.comment || ""}`]);
+  if (detail.dispute) rows.push(["Dispute", `${detail.dispute.status} · ${DISPUTE_REASONS[detail.dispute.reason] || detail.dispute.reason} · ${money(detail.dispute.refund_amount, detail.dispute.currency)}`]);
+  panel.append(
+    h("dl", { class: "om-detail" }, ...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))])),
+    h("h3", {}, "Timeline"),
+    h("ol", { class: "om-timeline" }, ...timeline(detail)
+      .map((t) => h("li", {}, h("time", { datetime: t.created_at }, formatDateTime(t.created_at)), " ", t.body))));
+  if (!wasOpen) close.focus();
+}
+
+/** The order's own dates around the thread's order, offer and dispute events. */
+function timeline(detail) {
+  const entries = [{ created_at: detail.ordered_at, body: "Order placed." }, ...detail.timeline];
+  if (detail.receipt_confirmed_at) entries.push({ created_at: detail.receipt_confirmed_at, body: "You confirmed receipt." });
+  if (detail.feedback) entries.push({ created_at: detail.feedback.left_at, body: `Feedback left: ${detail.feedback.rating}/5.` });
+  return entries.filter((e) => e.created_at).sort((a, b) => a.created_at.localeCompare(b.created_at));
+}
+
+function alertBox(orderId, text) {
+  const close = openPanel("notice", orderId, `Order ${orderId}`);
+  panel.append(h("p", { role: "alert" }, text));
+  close.focus();
+}
+
+async function cancelOrder(item) {
+  if (!window.confirm(`Cancel order ${item.order_id}?`)) return;
+  try {
+    await conn.request("order.cancel", { order_id: item.order_id });
+    refreshOrder(item.order_id);
+    refreshCounts();
+  } catch (err) {
+    alertBox(item.order_id, err.message || "Could not cancel the order.");
+  }
+}
+
+function showConfirm(item, receipt) {
+  const close = openPanel("confirm", item.order_id, receipt ? "Confirm goods received" : "Leave feedback");
+  const rating = h("select", { id: "fb-rating" }, ...[5, 4, 3, 2, 1].map((n) => h("option", { value: String(n) }, `${n} star${n > 1 ? "s" : ""}`)));
+  const comment = h("textarea", { id: "fb-comment", rows: "3", maxlength: "1000" });
+  const withFeedback = h("input", { id: "fb-now", type: "checkbox", checked: !receipt });
+  const status = h("p", { role: "status", class: "om-form-status" });
+  const feedbackPart = h("fieldset", { class: "om-feedback" },
+    h("legend", {}, "Feedback"),
+    h("p", { class: "om-warning" }, "Leaving feedback ends the chance to open a dispute for this order."),
+    h("label", { for: "fb-rating" }, "Rating"), rating,
+    h("label", { for: "fb-comment" }, "Comment (optional)"), comment);
+  const form = h("form", { class: "om-confirm", onsubmit: async (e) => {
+    e.preventDefault();
+    status.textContent = "Working…";
+    try {
+      if (receipt) await conn.request("order.confirm_receipt", { order_id: item.order_id });
+      if (!receipt || withFeedback.checked) {
+        await conn.request("order.leave_feedback", { order_id: item.order_id, rating: Number(rating.value), ...(comment.value.trim() ? { comment: comment.value.trim() } : {}) });
+      }
+      status.textContent = "Done.";
+      refreshOrder(item.order_id);
+      refreshCounts();
+      closePanel();
+    } catch (err) {
+      status.textContent = err.message || "That did not work.";
+      refreshOrder(item.order_id);
+    }
+  } },
+  receipt ? h("p", { class: "om-advice" }, "Tip: use electronics for a few days before you leave feedback, so you know they work as described.") : null,
+  receipt ? h("p", {}, "Confirm only once you have received the goods: the seller is then paid.") : null,
+  receipt ? h("div", { class: "oc-check" }, withFeedback, h("label", { for: "fb-now" }, "Leave feedback now")) : null,
+  feedbackPart,
+  status,
+  h("button", { type: "submit", class: "oc-primary" }, receipt ? "Confirm Goods Received" : "Leave Feedback"));
+  panel.append(form);
+  const sync = () => { feedbackPart.hidden = receipt && !withFeedback.checked; };
+  withFeedback.addEventListener("change", sync);
+  sync();
+  close.focus();
+}
+
+// --- live ---------------------------------------------------------------------------------
+
+document.addEventListener("open-chat", (e) => showChat(e.detail.orderId));
+conn.addEventListener("unread.updated", (e) => { refreshOrder(e.detail.order_id); refreshCounts(); });
+conn.addEventListener("notification", (e) => { refreshOrder(e.detail.order_id); refreshCounts(); });
+conn.addEventListener("thread.event", (e) => {
+  if (e.detail.event.kind !== "message") { refreshOrder(e.detail.orderId); refreshCounts(); }
+});
+// After a reconnect, what changed while offline is fetched again.
+let hellos = conn.state === "open" ? 1 : 0;
+conn.addEventListener("hello", () => { if (hellos++ > 0) load(); });
+
+load();
