@@ -14,6 +14,12 @@ Presence invariant: ``presence_versions[seller_id]`` = the version of the seller
 this socket last showed (snapshot or push); it holds exactly the visible sellers the
 socket is subscribed to, each in the group ``presence.<seller_id>``. A presence.changed
 is forwarded only when newer, so a repeated or reordered push never shows a stale state.
+
+Notification invariant: a ``notification.created`` message (sent to ``user.<id>`` by
+``event_append``'s hook) becomes a ``notification`` frame only on sockets that have not
+joined its thread (those get the ``thread.event``) and only if the thread is not in
+``muted``: loaded at connect after joining the user group, and kept current by the
+``notifications.mute_updated`` pushes that every mute change sends to that group.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from chat_service import fanout, protocol, selectors, services
 from chat_service.closecodes import CloseCode
 from chat_service.errors import BadRequest, ChatError, Internal, RateLimited
 from chat_service.identity import Identity
+from chat_service.notifications import services as notifications
 from chat_service.ratelimit import get_rate_limiter
 from chat_service.supervisor import get_supervisor
 from orders_bridge import commands as commerce
@@ -72,6 +79,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.roles: dict[str, str] = {}
         self.typing_sent: dict[str, float] = {}
         self.presence_versions: dict[str, int] = {}
+        self.muted: set[str] = set()  # threads whose notification frames this user muted
         self.registered = False
         self.supervised = False
         self.last_received = time.monotonic()
@@ -102,6 +110,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close_with(CloseCode.TOO_MANY_CONNECTIONS)
             return
         await self.channel_layer.group_add(fanout.user_group(self.user_id), self.channel_name)
+        # After joining the user group: a mute changed meanwhile arrives afterwards.
+        self.muted = await database_sync_to_async(notifications.notification_profile_connected)(
+            user_id=self.user_id, email=self.identity.email
+        )
         unread_total = await database_sync_to_async(selectors.unread_total_for_user)(user_id=self.user_id)
         get_supervisor().register(self)
         self.supervised = True
@@ -138,6 +150,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     get_supervisor().schedule_offline_check(user_id, closed.offline_due_in_s)
             except Exception:  # noqa: BLE001 - the entry expires and the sweep goes on
                 log.warning("connection close failed user=%s", user_id, exc_info=True)
+            try:
+                await database_sync_to_async(notifications.notification_profile_disconnected)(user_id=user_id)
+            except Exception:  # noqa: BLE001 - at worst one push too many
+                log.warning("recording the disconnect failed user=%s", user_id, exc_info=True)
         raise StopConsumer()
 
     # --- supervisor hooks ---------------------------------------------------------------
@@ -292,6 +308,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
         return await fanout.call_service(commerce.perform, frame_type=command.type, user_id=self.user_id,
                                          kwargs=kwargs)
 
+    async def on_notifications_mute(self, command: protocol.NotificationsMute) -> dict[str, Any]:
+        muted = await fanout.call_service(
+            notifications.thread_mute_set, user_id=self.user_id, order_id=command.order_id, muted=command.muted
+        )
+        # The push to the user group updates every socket; this one knows it already.
+        (self.muted.add if muted else self.muted.discard)(command.order_id)
+        return {"order_id": command.order_id, "muted": muted}
+
+    async def on_notifications_preferences(self, command: protocol.NotificationsPreferences) -> dict[str, Any]:
+        return await database_sync_to_async(notifications.notification_preferences_update)(
+            user_id=self.user_id, email=command.email, push=command.push
+        )
+
     _handlers: dict[type, Any] = {
         protocol.Ping: on_ping,
         protocol.ThreadJoin: on_thread_join,
@@ -302,6 +331,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         protocol.PresenceSubscribe: on_presence_subscribe,
         protocol.PresenceUnsubscribe: on_presence_unsubscribe,
         protocol.CommerceCommand: on_commerce,
+        protocol.NotificationsMute: on_notifications_mute,
+        protocol.NotificationsPreferences: on_notifications_preferences,
     }
 
     # --- channel-layer messages ---------------------------------------------------------
@@ -359,6 +390,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def unread_updated(self, message: dict[str, Any]) -> None:
         await self.send_frame(_forward(message, "order_id", "unread", "unread_total"))
+
+    async def notification_created(self, message: dict[str, Any]) -> None:
+        """Shown only where the thread is not open (not joined) and not muted."""
+        order_id = message["order_id"]
+        if order_id in self.joined or order_id in self.muted:
+            return
+        frame = _forward(message, "kind", "order_id", "title", "body", "event_seq")
+        frame["type"] = "notification"
+        await self.send_frame(frame)
+
+    async def notifications_mute_updated(self, message: dict[str, Any]) -> None:
+        (self.muted.add if message["muted"] else self.muted.discard)(message["order_id"])
+        await self.send_frame(_forward(message, "order_id", "muted"))
 
     # --- helpers ------------------------------------------------------------------------
 

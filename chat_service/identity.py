@@ -8,6 +8,7 @@ stores passwords: an ``Identity`` is only what a valid token or session says.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from chat_service.protocol import ID_RE
 SESSION_KEY = "chat_identity"
 ALGORITHM = "HS256"
 MAX_ID_LENGTH = 64  # the longest user id ID_RE accepts
+EMAIL_RE = re.compile(r"^[^@\s<>,;\"]{1,64}@[^@\s<>,;\"]{1,189}\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,8 @@ class Identity:
     id: str
     name: str
     expires_at: float | None  # unix time; None for sessions
+    # The optional ``email`` claim: where notification e-mail goes (docs/protocol.md).
+    email: str | None = None
 
     def as_dict(self) -> dict[str, str]:
         return {"id": self.id, "name": self.name}
@@ -41,10 +45,13 @@ class TokenError(Exception):
         self.reason = reason  # "missing", "invalid" or "expired"
 
 
-def token_mint(*, user_id: str, name: str, ttl_s: int = 3600, secret: str | None = None) -> str:
+def token_mint(*, user_id: str, name: str, ttl_s: int = 3600, secret: str | None = None,
+               email: str | None = None) -> str:
     """Mint a token the way the marketplace does (the demo and tests use this)."""
     now = int(time.time())
-    claims = {"sub": user_id, "name": name, "iat": now, "exp": now + ttl_s}
+    claims: dict[str, Any] = {"sub": user_id, "name": name, "iat": now, "exp": now + ttl_s}
+    if email is not None:
+        claims["email"] = email
     return jwt.encode(claims, secret or settings.CHAT_TOKEN_SECRET, algorithm=ALGORITHM)
 
 
@@ -67,7 +74,11 @@ def token_verify(token: str | None) -> Identity:
     # User ids name channel-layer groups, so they share the protocol's id format.
     if not isinstance(sub, str) or not ID_RE.match(sub) or not isinstance(name, str) or len(name) > 200:
         raise TokenError("invalid")
-    return Identity(id=sub, name=name or sub, expires_at=float(claims["exp"]))
+    email = claims.get("email")
+    # A malformed address is ignored (no e-mail), never a reason to refuse the token.
+    if not isinstance(email, str) or not EMAIL_RE.match(email):
+        email = None
+    return Identity(id=sub, name=name or sub, expires_at=float(claims["exp"]), email=email)
 
 
 def identity_from_session(session: Any) -> Identity | None:

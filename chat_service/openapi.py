@@ -33,11 +33,13 @@ _LIMIT = {"type": "integer", "minimum": 1, "maximum": 200}
 
 
 def openapi_document() -> dict[str, Any]:
-    from orders_bridge import openapi_paths  # the order search, detail and dispute endpoints
+    from chat_service.notifications import openapi_paths as notification_paths
+    from orders_bridge import openapi_paths as order_paths  # order search, detail and disputes
 
     document = _thread_document()
-    document["paths"].update(openapi_paths.PATHS)
-    document["components"]["schemas"].update(openapi_paths.SCHEMAS)
+    for part in (order_paths, notification_paths):
+        document["paths"].update(part.PATHS)
+        document["components"]["schemas"].update(getattr(part, "SCHEMAS", {}))
     return document
 
 

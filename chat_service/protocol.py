@@ -206,6 +206,44 @@ class CommerceCommand:
         return cls(ref, payload["type"], payload)
 
 
+def bool_field(payload: dict[str, Any], name: str, *, required: bool) -> bool | None:
+    value = payload.get(name)
+    if value is None:
+        if required:
+            raise BadRequest(f"{name} is required.", field=name)
+        return None
+    if not isinstance(value, bool):
+        raise BadRequest(f"{name} must be true or false.", field=name)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationsMute:
+    ref: str | None
+    order_id: str
+    muted: bool
+
+    @classmethod
+    def parse(cls, ref: str | None, payload: dict[str, Any], limits: Limits) -> NotificationsMute:
+        muted = bool_field(payload, "muted", required=True)
+        assert muted is not None
+        return cls(ref, _id(payload, "order_id"), muted)
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationsPreferences:
+    """Change the channels (``email``, ``push``: true/false, absent: unchanged); with
+    neither field it only reads them."""
+
+    ref: str | None
+    email: bool | None
+    push: bool | None
+
+    @classmethod
+    def parse(cls, ref: str | None, payload: dict[str, Any], limits: Limits) -> NotificationsPreferences:
+        return cls(ref, bool_field(payload, "email", required=False), bool_field(payload, "push", required=False))
+
+
 # The contract's commerce commands, plus dispute.add_return_tracking / confirm_return.
 COMMERCE_TYPES = (
     "offer.request", "offer.make", "offer.accept", "offer.decline", "offer.withdraw",
@@ -216,7 +254,7 @@ COMMERCE_TYPES = (
 
 Command = (
     Ping | ThreadJoin | ThreadLeave | MessageSend | ThreadRead | TypingStart | PresenceSubscribe | PresenceUnsubscribe
-    | CommerceCommand
+    | CommerceCommand | NotificationsMute | NotificationsPreferences
 )
 
 COMMANDS: dict[str, type[Command]] = {
@@ -228,6 +266,8 @@ COMMANDS: dict[str, type[Command]] = {
     "typing.start": TypingStart,
     "presence.subscribe": PresenceSubscribe,
     "presence.unsubscribe": PresenceUnsubscribe,
+    "notifications.mute": NotificationsMute,
+    "notifications.preferences": NotificationsPreferences,
     **{name: CommerceCommand for name in COMMERCE_TYPES},
 }
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from chat_service import fanout, protocol
 from chat_service.models import Event, EventKind, Role, Thread
+from chat_service.notifications.services import notifications_enqueue_for_event
 from chat_service.selectors import thread_for_participant, unread_of, unread_total_for_user
 from orders_bridge.models import Order
 
@@ -111,6 +112,7 @@ def event_append(
                 fanout.thread_group(order_id),
                 {"type": "thread.read_updated", "order_id": order_id, "user_id": user_id, "seq": seq},
             )
+    notifications_enqueue_for_event(thread=thread, event=event)
     return event
 
 

@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "orders_bridge",
     "chat_service",
     "presence",
+    "chat_service.notifications",
 ]
 
 MIDDLEWARE = [
@@ -229,3 +230,34 @@ ORDERS = {
     # The seller must answer an open dispute within this; then the worker escalates it.
     "DISPUTE_RESPONSE_DAYS": env_int("ORDERS_DISPUTE_RESPONSE_DAYS", 5, minimum=1),
 }
+
+# --- Notifications (chat_service/notifications/) -----------------------------------------------
+NOTIFY = {
+    # The marketplace's push service; unset: no push channel (e-mail only).
+    "WEBHOOK_URL": env_str("NOTIFY_WEBHOOK_URL"),
+    # Signs the push webhook (X-Bridge-Signature); unset: BRIDGE_SECRET.
+    "SECRET": env_str("NOTIFY_SECRET"),
+    # Ordinary messages wait this long and go out as one digest per thread.
+    "DIGEST_DELAY_S": env_float("NOTIFY_DIGEST_DELAY_S", 120.0, minimum=0.0),
+    # Deadline reminders: this long before an offer expires / a dispute answer is due.
+    "OFFER_REMINDER_LEAD_S": env_float("NOTIFY_OFFER_REMINDER_LEAD_S", 6 * 3600.0, minimum=0.0),
+    "DISPUTE_REMINDER_LEAD_S": env_float("NOTIFY_DISPUTE_REMINDER_LEAD_S", 6 * 3600.0, minimum=0.0),
+    "TIMEOUT_S": env_float("NOTIFY_TIMEOUT_S", 5.0, minimum=0.1),
+    "LEASE_S": env_float("NOTIFY_LEASE_S", 60.0, minimum=0.5),
+    "MAX_ATTEMPTS": env_int("NOTIFY_MAX_ATTEMPTS", 12, minimum=1),
+    "BACKOFF_BASE_S": env_float("NOTIFY_BACKOFF_BASE_S", 1.0, minimum=0.001),
+    "BACKOFF_MAX_S": env_float("NOTIFY_BACKOFF_MAX_S", 3600.0, minimum=0.001),
+    "BATCH": env_int("NOTIFY_BATCH", 50, minimum=1),
+    "EMAIL_FROM": env_str("NOTIFY_EMAIL_FROM", "Order chat <notifications@localhost>"),
+}
+if NOTIFY["SECRET"] is not None and len(NOTIFY["SECRET"]) < 32:
+    raise ConfigError("NOTIFY_SECRET must be at least 32 characters.")
+# E-mail goes through Django's mail settings; the embedded default prints it to stdout.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "") or ""
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "") or ""
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)

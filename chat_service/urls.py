@@ -7,6 +7,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("orders_bridge.urls")),
     path("", include("orders_bridge.api_urls")),
+    path("", include("chat_service.notifications.urls")),
     path("api/threads/", views.threads_list, name="threads-list"),
     path("api/threads/<str:order_id>/events/", views.thread_events, name="thread-events"),
     path("api/threads/<str:order_id>/messages/", views.thread_messages, name="thread-messages"),

@@ -95,6 +95,8 @@ def test_send_schedules_the_event_and_the_recipients_unread_after_commit():
         (f"thread.{order.pk}", {"type": "thread.event", "order_id": order.pk,
                                 "event": pushed[0][1]["event"]}),
         ("user.s", {"type": "unread.updated", "order_id": order.pk, "unread": 1, "unread_total": 1}),
+        ("user.s", {"type": "notification.created", "kind": "message", "order_id": order.pk,
+                    "title": "New message from your buyer", "body": f"{order.item_title}: hello", "event_seq": 1}),
     ]
     assert pushed[0][1]["event"]["seq"] == event.seq and pushed[0][1]["event"]["body"] == "hello"
 

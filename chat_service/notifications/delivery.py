@@ -1,0 +1,128 @@
+"""Delivering composed notifications through their channels: at least once, from any
+number of workers at the same time. The design of ``orders_bridge.delivery``:
+
+1. **Claim** (one short transaction): the oldest due pending delivery, ``SELECT … FOR
+   UPDATE SKIP LOCKED``; ``attempts`` + 1 and ``next_attempt_at`` = the end of a lease.
+   COMMIT. The row stays ``pending``; the lease hides it from other workers.
+2. **Send**, with no transaction open: ``channel.send(row)``, carrying the row's stored
+   payload and ``idempotency_key``, the same on every attempt.
+3. **Record**: accepted → ``delivered``; retryable with attempts left → ``next_attempt_at``
+   = now + backoff (base·2ⁿ, jittered, capped); otherwise ``failed`` with ``last_error``.
+   A failure is recorded only by the holder of the current lease.
+
+A worker killed anywhere loses nothing: before the record the row is still ``pending``
+and any worker sends it again, with the same key, once the lease ends. That resend is
+the only duplicate there can be, and it always carries the same key.
+
+Unlike the bridge there is no order to keep between rows: each row backs off on its own,
+so a user whose endpoint or mailbox keeps failing delays nobody else's notifications
+(no head-of-line blocking).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from chat_service.notifications.channels import Channel, DeliveryResult
+from chat_service.notifications.config import NotifyConfig, notify_config
+from chat_service.notifications.models import DeliveryStatus, NotificationDelivery
+from orders_bridge.delivery import backoff_s
+
+log = logging.getLogger(__name__)
+
+_random = random.Random()
+
+
+@dataclass(slots=True)
+class DeliveryCounts:
+    claimed: int = 0
+    delivered: int = 0
+    retrying: int = 0
+    failed: int = 0
+    superseded: int = 0
+
+
+def notifications_deliver_due(*, channels: Mapping[str, Channel], now: datetime | None = None,
+                              batch: int | None = None, config: NotifyConfig | None = None,
+                              rng: random.Random = _random) -> DeliveryCounts:
+    """Send up to ``batch`` due deliveries (see the module docstring). ``now`` fixes the
+    clock for the pass (tests). Safe in any number of threads and processes at once."""
+    config = config or notify_config()
+    counts = DeliveryCounts()
+    for _ in range(batch or config.batch):
+        claimed_at = now or timezone.now()
+        lease_until = claimed_at + timedelta(seconds=config.lease_s)
+        row = _claim(now=claimed_at, lease_until=lease_until)
+        if row is None:
+            break
+        counts.claimed += 1
+        result = _send(channels, row)
+        outcome = _record(row, result, now=now or timezone.now(), lease_until=lease_until, config=config, rng=rng)
+        setattr(counts, outcome, getattr(counts, outcome) + 1)
+    return counts
+
+
+def _claim(*, now: datetime, lease_until: datetime) -> NotificationDelivery | None:
+    with transaction.atomic():
+        row = (
+            NotificationDelivery.objects.select_for_update(skip_locked=True)
+            .filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+            .order_by("next_attempt_at", "pk")
+            .first()
+        )
+        if row is None:
+            return None
+        row.attempts += 1
+        row.next_attempt_at = lease_until
+        row.save(update_fields=["attempts", "next_attempt_at"])
+    return row
+
+
+def _send(channels: Mapping[str, Channel], row: NotificationDelivery) -> DeliveryResult:
+    channel = channels.get(row.channel)
+    if channel is None:
+        # Configuration changed since the row was composed (NOTIFY_WEBHOOK_URL removed):
+        # keep it, a later configuration may deliver it.
+        return DeliveryResult(accepted=False, retryable=True, error=f"channel {row.channel} is not configured")
+    try:
+        return channel.send(row)
+    except Exception as error:  # noqa: BLE001 - a broken channel is one failed attempt, not a dead worker
+        log.exception("notification channel raised id=%s key=%s", row.pk, row.idempotency_key)
+        return DeliveryResult(accepted=False, retryable=True, error=f"{type(error).__name__}: {error}"[:500])
+
+
+def _record(row: NotificationDelivery, result: DeliveryResult, *, now: datetime, lease_until: datetime,
+            config: NotifyConfig, rng: random.Random) -> str:
+    rows = NotificationDelivery.objects.filter(pk=row.pk)
+    if result.accepted:
+        done = rows.exclude(status=DeliveryStatus.DELIVERED).update(
+            status=DeliveryStatus.DELIVERED, delivered_at=now, last_error="")
+        return "delivered" if done else "superseded"
+    ours = rows.filter(status=DeliveryStatus.PENDING, next_attempt_at=lease_until)
+    error = result.error or (f"HTTP {result.status}" if result.status else "not accepted")
+    if not result.retryable or row.attempts >= config.max_attempts:
+        if not ours.update(status=DeliveryStatus.FAILED, last_error=error):
+            return "superseded"
+        log.error("notification delivery failed for good id=%s channel=%s user=%s attempts=%s error=%s",
+                  row.pk, row.channel, row.user_id, row.attempts, error)
+        return "failed"
+    delay = backoff_s(row.attempts, base_s=config.backoff_base_s, max_s=config.backoff_max_s, rng=rng)
+    if not ours.update(next_attempt_at=now + timedelta(seconds=delay), last_error=error):
+        return "superseded"
+    log.warning("notification delivery will be retried id=%s channel=%s attempts=%s in_s=%.1f error=%s",
+                row.pk, row.channel, row.attempts, delay, error)
+    return "retrying"
+
+
+def notifications_retry_failed(*, ids: list[int], now: datetime | None = None) -> int:
+    """Put failed deliveries back to pending with a fresh attempt budget (the admin's
+    "Retry delivery"); the key and payload stay. Returns how many were reset."""
+    return NotificationDelivery.objects.filter(pk__in=ids, status=DeliveryStatus.FAILED).update(
+        status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=now or timezone.now())
