@@ -50,6 +50,7 @@ import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Exists, OuterRef
@@ -148,26 +149,39 @@ def _deliver(transport: Transport, row: OutboxMessage) -> DeliveryResult:
 
 def _record(row: OutboxMessage, result: DeliveryResult, *, now: datetime, lease_until: datetime,
             config: OutboxConfig, rng: random.Random) -> str:
-    pending = OutboxMessage.objects.filter(pk=row.pk)
+    return record_attempt(OutboxMessage, row, result, now=now, lease_until=lease_until,
+                          max_attempts=config.max_attempts, backoff_base_s=config.backoff_base_s,
+                          backoff_max_s=config.backoff_max_s, rng=rng,
+                          what=f"outbox action={row.action} order={row.order_id}")
+
+
+def record_attempt(model: type[Any], row: Any, result: DeliveryResult, *, now: datetime, lease_until: datetime,
+                   max_attempts: int, backoff_base_s: float, backoff_max_s: float, rng: random.Random,
+                   what: str) -> str:
+    """Write the outcome of one leased delivery attempt of a row of ``model`` (a table with
+    status pending/delivered/failed, attempts, next_attempt_at, last_error, delivered_at).
+
+    Accepted is the truth whoever holds the row now. A failure is recorded only while our
+    lease (``next_attempt_at == lease_until``) still stands, so a worker whose lease ran
+    out never overwrites a later worker's claim. Shared by the outbox and notifications.
+    """
+    rows = model.objects.filter(pk=row.pk)
     if result.accepted:
-        # Accepted is the truth whoever holds the row now.
-        done = pending.exclude(status=OutboxStatus.DELIVERED).update(
-            status=OutboxStatus.DELIVERED, delivered_at=now, last_error="")
-        log.debug("outbox delivered id=%s action=%s attempts=%s", row.pk, row.action, row.attempts)
+        done = rows.exclude(status="delivered").update(status="delivered", delivered_at=now, last_error="")
+        log.debug("delivered %s id=%s attempts=%s", what, row.pk, row.attempts)
         return "delivered" if done else "superseded"
-    ours = pending.filter(status=OutboxStatus.PENDING, next_attempt_at=lease_until)
+    ours = rows.filter(status="pending", next_attempt_at=lease_until)
     error = result.error or (f"HTTP {result.status}" if result.status else "not accepted")
-    if not result.retryable or row.attempts >= config.max_attempts:
-        if not ours.update(status=OutboxStatus.FAILED, last_error=error):
+    if not result.retryable or row.attempts >= max_attempts:
+        if not ours.update(status="failed", last_error=error):
             return "superseded"
-        log.error("outbox delivery failed for good id=%s action=%s order=%s attempts=%s error=%s",
-                  row.pk, row.action, row.order_id, row.attempts, error)
+        log.error("delivery failed for good %s id=%s attempts=%s error=%s", what, row.pk, row.attempts, error)
         return "failed"
-    delay = backoff_s(row.attempts, base_s=config.backoff_base_s, max_s=config.backoff_max_s, rng=rng)
+    delay = backoff_s(row.attempts, base_s=backoff_base_s, max_s=backoff_max_s, rng=rng)
     if not ours.update(next_attempt_at=now + timedelta(seconds=delay), last_error=error):
         return "superseded"
-    log.warning("outbox delivery will be retried id=%s action=%s attempts=%s in_s=%.1f error=%s",
-                row.pk, row.action, row.attempts, delay, error)
+    log.warning("delivery will be retried %s id=%s attempts=%s in_s=%.1f error=%s",
+                what, row.pk, row.attempts, delay, error)
     return "retrying"
 
 

@@ -30,7 +30,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from orders_bridge import signatures
 from orders_bridge.models import OutboxMessage
@@ -58,9 +58,9 @@ class Transport(Protocol):
         ...
 
 
-def payload_bytes(message: OutboxMessage) -> bytes:
-    """The request body: the stored payload, serialised the same way on every attempt."""
-    return json.dumps(message.payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+def payload_bytes(row: OutboxMessage | Any) -> bytes:
+    """The request body: a row's stored payload, serialised the same way on every attempt."""
+    return json.dumps(row.payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def classify_status(status: int) -> tuple[bool, bool]:
@@ -96,46 +96,62 @@ class HttpTransport:
         self._secret = secret
         self._timeout_s = timeout_s
         self._clock = clock
-        self._opener = urllib.request.build_opener(_NoRedirects)
+        self._opener = no_redirect_opener()
 
     def __repr__(self) -> str:
         return f"HttpTransport({self.url!r})"
 
     def deliver(self, message: OutboxMessage) -> DeliveryResult:
-        body = payload_bytes(message)
-        request = urllib.request.Request(
-            self.url,
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "Idempotency-Key": message.idempotency_key,
-                signatures.HEADER: signatures.sign(self._secret, body, int(self._clock())),
-                "User-Agent": "order-chat-bridge/1",
-            },
-        )
+        return post_signed(self._opener, self.url, body=payload_bytes(message), idempotency_key=message.idempotency_key,
+                           secret=self._secret, timeout_s=self._timeout_s, now=int(self._clock()),
+                           user_agent="order-chat-bridge/1")
+
+
+def no_redirect_opener() -> urllib.request.OpenerDirector:
+    """An opener that never follows redirects (a POST must not turn into a GET)."""
+    return urllib.request.build_opener(_NoRedirects)
+
+
+def post_signed(opener: urllib.request.OpenerDirector, url: str, *, body: bytes, idempotency_key: str, secret: str,
+                timeout_s: float, now: int, user_agent: str) -> DeliveryResult:
+    """POST ``body`` with the bridge's signature and an Idempotency-Key; classify the answer.
+
+    Shared by every signed outbound call: actions to the order system and notification
+    webhooks. Never raises for a network or HTTP failure: it becomes a DeliveryResult.
+    """
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "Idempotency-Key": idempotency_key,
+            signatures.HEADER: signatures.sign(secret, body, now),
+            "User-Agent": user_agent,
+        },
+    )
+    try:
+        with opener.open(request, timeout=timeout_s) as response:
+            status = response.status
+            response.read(ERROR_BODY_CHARS)
+    except urllib.error.HTTPError as error:  # a complete non-2xx answer
         try:
-            with self._opener.open(request, timeout=self._timeout_s) as response:
-                status = response.status
-                response.read(ERROR_BODY_CHARS)
-        except urllib.error.HTTPError as error:  # a complete non-2xx answer
-            try:
-                text = _snippet(error)
-            finally:
-                error.close()
-            accepted, retryable = classify_status(error.code)
-            return DeliveryResult(accepted=accepted, status=error.code, retryable=retryable,
-                                  error=f"HTTP {error.code}: {text}".strip())
-        except (OSError, http.client.HTTPException) as error:
-            # URLError (refused, DNS), TimeoutError, ConnectionResetError, RemoteDisconnected…
-            reason = getattr(error, "reason", error)
-            return DeliveryResult(accepted=False, retryable=True,
-                                  error=f"{type(error).__name__}: {reason}"[:ERROR_BODY_CHARS])
-        accepted, retryable = classify_status(status)
-        if accepted:
-            return DeliveryResult.ok(status)
-        # A 1xx final answer cannot happen with http.client; anything else urllib let through.
-        return DeliveryResult(accepted=False, status=status, retryable=retryable, error=f"HTTP {status}")
+            text = _snippet(error)
+        finally:
+            error.close()
+        accepted, retryable = classify_status(error.code)
+        return DeliveryResult(accepted=accepted, status=error.code, retryable=retryable,
+                              error=f"HTTP {error.code}: {text}".strip())
+    except (OSError, http.client.HTTPException) as error:
+        # URLError (refused, DNS), TimeoutError, ConnectionResetError, RemoteDisconnected…
+        reason = getattr(error, "reason", error)
+        return DeliveryResult(accepted=False, retryable=True,
+                              error=f"{type(error).__name__}: {reason}"[:ERROR_BODY_CHARS])
+    accepted, retryable = classify_status(status)
+    if accepted:
+        return DeliveryResult.ok(status)
+    # A 1xx final answer cannot happen with http.client; anything else urllib let through.
+    return DeliveryResult(accepted=False, status=status, retryable=retryable, error=f"HTTP {status}")
 
 
 def _snippet(error: urllib.error.HTTPError) -> str:

@@ -33,7 +33,7 @@ from django.utils import timezone
 from chat_service.notifications.channels import Channel, DeliveryResult
 from chat_service.notifications.config import NotifyConfig, notify_config
 from chat_service.notifications.models import DeliveryStatus, NotificationDelivery
-from orders_bridge.delivery import backoff_s
+from orders_bridge.delivery import record_attempt
 
 log = logging.getLogger(__name__)
 
@@ -100,25 +100,10 @@ def _send(channels: Mapping[str, Channel], row: NotificationDelivery) -> Deliver
 
 def _record(row: NotificationDelivery, result: DeliveryResult, *, now: datetime, lease_until: datetime,
             config: NotifyConfig, rng: random.Random) -> str:
-    rows = NotificationDelivery.objects.filter(pk=row.pk)
-    if result.accepted:
-        done = rows.exclude(status=DeliveryStatus.DELIVERED).update(
-            status=DeliveryStatus.DELIVERED, delivered_at=now, last_error="")
-        return "delivered" if done else "superseded"
-    ours = rows.filter(status=DeliveryStatus.PENDING, next_attempt_at=lease_until)
-    error = result.error or (f"HTTP {result.status}" if result.status else "not accepted")
-    if not result.retryable or row.attempts >= config.max_attempts:
-        if not ours.update(status=DeliveryStatus.FAILED, last_error=error):
-            return "superseded"
-        log.error("notification delivery failed for good id=%s channel=%s user=%s attempts=%s error=%s",
-                  row.pk, row.channel, row.user_id, row.attempts, error)
-        return "failed"
-    delay = backoff_s(row.attempts, base_s=config.backoff_base_s, max_s=config.backoff_max_s, rng=rng)
-    if not ours.update(next_attempt_at=now + timedelta(seconds=delay), last_error=error):
-        return "superseded"
-    log.warning("notification delivery will be retried id=%s channel=%s attempts=%s in_s=%.1f error=%s",
-                row.pk, row.channel, row.attempts, delay, error)
-    return "retrying"
+    return record_attempt(NotificationDelivery, row, result, now=now, lease_until=lease_until,
+                          max_attempts=config.max_attempts, backoff_base_s=config.backoff_base_s,
+                          backoff_max_s=config.backoff_max_s, rng=rng,
+                          what=f"notification channel={row.channel} user={row.user_id}")
 
 
 def notifications_retry_failed(*, ids: list[int], now: datetime | None = None) -> int:

@@ -11,25 +11,11 @@ accepted; 408/409/425/429/5xx, timeouts and connection errors retryable; other a
 
 from __future__ import annotations
 
-import http.client
-import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 
 from chat_service.notifications.models import NotificationDelivery
-from orders_bridge import signatures
-from orders_bridge.transport import ERROR_BODY_CHARS, DeliveryResult, classify_status
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        return None
-
-
-def payload_bytes(delivery: NotificationDelivery) -> bytes:
-    return json.dumps(delivery.payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+from orders_bridge.transport import DeliveryResult, no_redirect_opener, payload_bytes, post_signed
 
 
 class WebhookChannel:
@@ -43,33 +29,9 @@ class WebhookChannel:
         self._secret = secret
         self._timeout_s = timeout_s
         self._clock = clock
-        self._opener = urllib.request.build_opener(_NoRedirects)
+        self._opener = no_redirect_opener()
 
     def send(self, delivery: NotificationDelivery) -> DeliveryResult:
-        body = payload_bytes(delivery)
-        request = urllib.request.Request(
-            self.url, data=body, method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "Idempotency-Key": delivery.idempotency_key,
-                signatures.HEADER: signatures.sign(self._secret, body, int(self._clock())),
-                "User-Agent": "order-chat-notifications/1",
-            },
-        )
-        try:
-            with self._opener.open(request, timeout=self._timeout_s) as response:
-                status = response.status
-                response.read(ERROR_BODY_CHARS)
-        except urllib.error.HTTPError as error:
-            error.close()
-            accepted, retryable = classify_status(error.code)
-            return DeliveryResult(accepted=accepted, status=error.code, retryable=retryable,
-                                  error=f"HTTP {error.code}")
-        except (OSError, http.client.HTTPException) as error:
-            reason = getattr(error, "reason", error)
-            return DeliveryResult(accepted=False, retryable=True,
-                                  error=f"{type(error).__name__}: {reason}"[:ERROR_BODY_CHARS])
-        accepted, retryable = classify_status(status)
-        if accepted:
-            return DeliveryResult.ok(status)
-        return DeliveryResult(accepted=False, status=status, retryable=retryable, error=f"HTTP {status}")
+        return post_signed(self._opener, self.url, body=payload_bytes(delivery),
+                           idempotency_key=delivery.idempotency_key, secret=self._secret,
+                           timeout_s=self._timeout_s, now=int(self._clock()), user_agent="order-chat-notifications/1")
