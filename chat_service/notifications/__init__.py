@@ -1,2 +1,2 @@
 """Notifications: live badges and frames for online users, digests and reminders through
-pluggable channels for offline ones (docs/architecture.md, "Notifications")."""
+pluggable channels for offline ones (docs/notifications.md)."""

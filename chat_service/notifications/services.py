@@ -4,7 +4,7 @@ composing due notifications into digests, and scheduling deadline reminders.
 Validation: these services expect validated fields (``protocol`` / the views parse them);
 those that take a caller's ``user_id`` and an ``order_id`` authorize (participants only).
 
-When is something pushed to an offline user (docs/architecture.md, "Notifications")?
+When is something pushed to an offline user (docs/notifications.md)?
 
 * ``notifications_enqueue_for_event`` runs inside the event's transaction: one bulk
   INSERT of a pending row per recipient and, on commit, a ``notification.created``

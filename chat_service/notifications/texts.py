@@ -9,7 +9,7 @@ Kinds: ``message``; ``offer.requested|made|accepted|declined|withdrawn|expired``
 ``dispute.opened|answered|counter_accepted|escalated|decided|cancelled|updated``; and the
 reminders ``offer.expiring`` and ``dispute.response_due``.
 
-Urgent kinds skip the digest delay (docs/architecture.md, "Notifications"): everything
+Urgent kinds skip the digest delay (docs/notifications.md): everything
 a party may have to act on or would want to know at once. Only chat messages and minor
 order updates (tracking, price, details) wait to be batched.
 """
