@@ -24,6 +24,7 @@ joined its thread (those get the ``thread.event``) and only if the thread is not
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -85,6 +86,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.last_received = time.monotonic()
         self.conn_id = self.channel_name
         self.ready = False  # frames are served once the setup below completed
+        # Serializes what this socket delivers (commands and their replies, pushed events)
+        # with the supervisor's periodic thread sync, which runs outside this consumer's
+        # one-message-at-a-time dispatch.
+        self.delivery_lock = asyncio.Lock()
         identity: Identity | None = self.scope.get("identity")
         await self.accept()
         if identity is None:
@@ -182,6 +187,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except protocol.FrameError as exc:
             await self.send_frame(protocol.reply_error(exc.ref, exc.error))
             return
+        async with self.delivery_lock:
+            await self._handle(command)
+
+    async def _handle(self, command: protocol.Command) -> None:
         ref = command.ref
         try:
             data = await self._handlers[type(command)](self, command)
@@ -338,6 +347,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # --- channel-layer messages ---------------------------------------------------------
 
     async def thread_event(self, message: dict[str, Any]) -> None:
+        async with self.delivery_lock:
+            await self._thread_event(message)
+
+    async def _thread_event(self, message: dict[str, Any]) -> None:
         order_id = message["order_id"]
         cursor = self.joined.get(order_id)
         if cursor is None:
@@ -351,8 +364,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_frame({"type": "thread.event", "order_id": order_id, "event": message["event"]})
             self.joined[order_id] = seq
 
+    async def sync_thread(self, order_id: str) -> None:
+        """The supervisor saw newer events in a joined thread than this socket delivered
+        (the layer dropped the tail of a burst): deliver them from PostgreSQL."""
+        async with self.delivery_lock:
+            await self.catch_up(order_id)
+
     async def catch_up(self, order_id: str, until_seq: int | None = None) -> None:
-        """Deliver from PostgreSQL every event after the cursor (up to ``until_seq``)."""
+        """Deliver from PostgreSQL every event after the cursor (up to ``until_seq``).
+        The caller holds ``delivery_lock``."""
         while order_id in self.joined:
             cursor = self.joined[order_id]
             if until_seq is not None and cursor >= until_seq:

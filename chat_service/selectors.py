@@ -50,6 +50,15 @@ def events_before_seq(*, thread_id: str, before_seq: int | None, limit: int) -> 
     return list(reversed(queryset.order_by("-seq")[:limit]))
 
 
+def threads_last_seq(*, order_ids: list[str], chunk: int = 1000) -> dict[str, int]:
+    """The last seq of each of these threads (the supervisor's periodic sync)."""
+    last: dict[str, int] = {}
+    for start in range(0, len(order_ids), chunk):
+        rows = Thread.objects.filter(pk__in=order_ids[start : start + chunk]).values_list("pk", "last_seq")
+        last.update(rows)
+    return last
+
+
 def unread_total_for_user(*, user_id: str) -> int:
     as_buyer = Thread.objects.filter(buyer_id=user_id).aggregate(n=Sum("buyer_unread"))["n"] or 0
     as_seller = Thread.objects.filter(seller_id=user_id).aggregate(n=Sum("seller_unread"))["n"] or 0

@@ -159,7 +159,9 @@ if REDIS_URL:
                     }
                 ],
                 "prefix": f"{REDIS_PREFIX}:asgi",
-                "capacity": env_int("CHANNEL_CAPACITY", 1000, minimum=10),
+                # Per channel: a socket far behind a burst loses what exceeds it (silently,
+                # channels#1244); the supervisor's sync recovers it from PostgreSQL.
+                "capacity": env_int("CHANNEL_CAPACITY", 5000, minimum=10),
                 "expiry": 60,
                 "group_expiry": GROUP_EXPIRY_S,
             },
@@ -185,6 +187,9 @@ CHAT = {
     # CONNECTION_TTL_S + PRESENCE_SWEEP_S (+ one supervisor tick) = 45 + 10 + 5 <= 60 s.
     "CONNECTION_TTL_S": env_int("CHAT_CONNECTION_TTL_S", 45, minimum=5),
     "SUPERVISOR_TICK_S": env_float("CHAT_SUPERVISOR_TICK_S", 5.0, minimum=0.05),
+    # How often each process checks that its sockets are not behind their joined threads
+    # (the channel layer may drop the last events of a burst; see Supervisor._sync_threads).
+    "SYNC_S": env_float("CHAT_SYNC_S", 5.0, minimum=0.05),
     # Seller presence (presence/): a seller goes grey only after this long without any
     # connection, so a page reload pushes nothing.
     "PRESENCE_GRACE_S": env_float("CHAT_PRESENCE_GRACE_S", 5.0, minimum=0.0),

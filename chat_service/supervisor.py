@@ -22,8 +22,10 @@ import time
 import weakref
 from typing import Protocol
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 
+from chat_service import selectors
 from chat_service.closecodes import CloseCode
 from presence import services as presence
 from presence.store import get_presence_store
@@ -37,9 +39,13 @@ class Supervised(Protocol):
     last_received: float  # time.monotonic()
     token_expires_at: float | None  # time.time()
 
+    joined: dict[str, int]  # order_id -> last seq delivered on this socket
+
     async def close_with(self, code: CloseCode) -> None: ...
 
     async def refresh_groups(self) -> None: ...
+
+    async def sync_thread(self, order_id: str) -> None: ...
 
 
 class Supervisor:
@@ -49,6 +55,7 @@ class Supervisor:
         self._last_touch = time.monotonic()
         self._last_refresh = time.monotonic()
         self._last_sweep = time.monotonic()
+        self._last_sync = time.monotonic()
         self._offline_checks: dict[str, asyncio.TimerHandle] = {}
         self._check_tasks: set[asyncio.Task[None]] = set()
 
@@ -124,6 +131,28 @@ class Supervisor:
         if now_mono - self._last_sweep >= chat["PRESENCE_SWEEP_S"]:
             self._last_sweep = now_mono
             await presence.presence_sweep()
+        if now_mono - self._last_sync >= chat["SYNC_S"]:
+            self._last_sync = now_mono
+            await self._sync_threads()
+
+    async def _sync_threads(self) -> None:
+        """Catch up sockets that are behind their threads.
+
+        The channel layer is at most once: a socket fills a gap when a later event of the
+        thread arrives, but if the *last* events of a burst were dropped no later event
+        comes. So every SYNC_S one query reads the last seq of every thread joined in this
+        process, and each socket behind it reads the missing events from PostgreSQL.
+        """
+        cursors = [(s, order_id, cursor) for s in list(self._sockets) for order_id, cursor in list(s.joined.items())]
+        if not cursors:
+            return
+        last = await database_sync_to_async(selectors.threads_last_seq)(
+            order_ids=sorted({order_id for _, order_id, _ in cursors})
+        )
+        for socket, order_id, cursor in cursors:
+            if last.get(order_id, 0) > cursor and socket in self._sockets:
+                log.info("socket behind its thread, syncing user=%s order=%s", socket.user_id, order_id)
+                await socket.sync_thread(order_id)
 
     async def _reregister(self, missing: list[tuple[str, str]]) -> None:
         """Register again the entries of sockets that are still alive here but whose

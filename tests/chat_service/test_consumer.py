@@ -299,6 +299,22 @@ async def test_an_event_the_layer_dropped_is_backfilled_from_the_database(order)
     await buyer.close(), await seller.close()
 
 
+async def test_a_dropped_last_event_is_delivered_by_the_periodic_sync(order, chat):
+    chat(SUPERVISOR_TICK_S=0.1, SYNC_S=0.2)
+    seller = await TestSocket.open("s")
+    await seller.request("thread.join", order_id=order.pk)
+
+    def send_without_fanout():
+        with fanout.collecting():  # the layer "lost" the push, and no later event comes
+            services.message_send(user_id="b", order_id=order.pk, client_msg_id="tail", body="the last word")
+
+    await db(send_without_fanout)()
+    frame = await seller.next_frame("thread.event", timeout=5)
+    assert (frame["event"]["seq"], frame["event"]["body"]) == (1, "the last word")
+    await seller.no_frame("thread.event", timeout=0.6)  # delivered once, not at every sync
+    await seller.close()
+
+
 async def test_events_repeated_by_the_layer_are_delivered_once(order):
     seller = await TestSocket.open("s")
     await seller.request("thread.join", order_id=order.pk)
