@@ -48,12 +48,13 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from orders_bridge.config import OutboxConfig, outbox_config
@@ -105,29 +106,48 @@ def outbox_deliver_due(
     Safe to run in any number of threads and processes at once.
     """
     config = config or outbox_config()
+    # Actions of one order go out in order: a row waits while an earlier one is pending.
+    earlier_pending = OutboxMessage.objects.filter(
+        order_id=OuterRef("order_id"), status=OutboxStatus.PENDING, pk__lt=OuterRef("pk")
+    )
+    return deliver_leased(
+        due=OutboxMessage.objects.filter(~Exists(earlier_pending)), send=transport.deliver, batch=batch,
+        lease_s=config.lease_s, max_attempts=config.max_attempts, backoff_base_s=config.backoff_base_s,
+        backoff_max_s=config.backoff_max_s, now=now, rng=rng,
+        describe=lambda row: f"outbox action={row.action} order={row.order_id}",
+    )
+
+
+def deliver_leased(*, due: QuerySet[Any], send: Callable[[Any], DeliveryResult], batch: int, lease_s: float,
+                   max_attempts: int, backoff_base_s: float, backoff_max_s: float, now: datetime | None,
+                   rng: random.Random, describe: Callable[[Any], str]) -> DeliveryCounts:
+    """One delivery pass over the rows of ``due`` (a table with status pending/delivered/
+    failed, attempts, next_attempt_at, last_error, delivered_at, idempotency_key): claim,
+    send, record, up to ``batch`` rows. Shared by the outbox and notifications."""
     counts = DeliveryCounts()
     for _ in range(batch):
         claimed_at = now or timezone.now()
-        lease_until = claimed_at + timedelta(seconds=config.lease_s)
-        row = _claim(now=claimed_at, lease_until=lease_until)
+        lease_until = claimed_at + timedelta(seconds=lease_s)
+        row = _claim(due, now=claimed_at, lease_until=lease_until)
         if row is None:
             break
         counts.claimed += 1
-        result = _deliver(transport, row)
-        outcome = _record(row, result, now=now or timezone.now(), lease_until=lease_until, config=config, rng=rng)
+        try:
+            result = send(row)
+        except Exception as error:  # noqa: BLE001 - a broken sender is one failed attempt, not a dead worker
+            log.exception("delivery raised %s id=%s key=%s", describe(row), row.pk, row.idempotency_key)
+            result = DeliveryResult(accepted=False, retryable=True, error=f"{type(error).__name__}: {error}"[:500])
+        outcome = _record(row, result, now=now or timezone.now(), lease_until=lease_until, max_attempts=max_attempts,
+                          backoff_base_s=backoff_base_s, backoff_max_s=backoff_max_s, rng=rng, what=describe(row))
         setattr(counts, outcome, getattr(counts, outcome) + 1)
     return counts
 
 
-def _claim(*, now: datetime, lease_until: datetime) -> OutboxMessage | None:
-    earlier_pending = OutboxMessage.objects.filter(
-        order_id=OuterRef("order_id"), status=OutboxStatus.PENDING, pk__lt=OuterRef("pk")
-    )
+def _claim(due: QuerySet[Any], *, now: datetime, lease_until: datetime) -> Any | None:
     with transaction.atomic():
         row = (
-            OutboxMessage.objects.select_for_update(skip_locked=True)
-            .filter(status=OutboxStatus.PENDING, next_attempt_at__lte=now)
-            .filter(~Exists(earlier_pending))
+            due.select_for_update(skip_locked=True)
+            .filter(status="pending", next_attempt_at__lte=now)
             .order_by("next_attempt_at", "pk")
             .first()
         )
@@ -139,33 +159,15 @@ def _claim(*, now: datetime, lease_until: datetime) -> OutboxMessage | None:
     return row
 
 
-def _deliver(transport: Transport, row: OutboxMessage) -> DeliveryResult:
-    try:
-        return transport.deliver(row)
-    except Exception as error:  # noqa: BLE001 - a broken transport is one failed attempt, not a dead worker
-        log.exception("outbox transport raised id=%s key=%s", row.pk, row.idempotency_key)
-        return DeliveryResult(accepted=False, retryable=True, error=f"{type(error).__name__}: {error}"[:500])
-
-
-def _record(row: OutboxMessage, result: DeliveryResult, *, now: datetime, lease_until: datetime,
-            config: OutboxConfig, rng: random.Random) -> str:
-    return record_attempt(OutboxMessage, row, result, now=now, lease_until=lease_until,
-                          max_attempts=config.max_attempts, backoff_base_s=config.backoff_base_s,
-                          backoff_max_s=config.backoff_max_s, rng=rng,
-                          what=f"outbox action={row.action} order={row.order_id}")
-
-
-def record_attempt(model: type[Any], row: Any, result: DeliveryResult, *, now: datetime, lease_until: datetime,
-                   max_attempts: int, backoff_base_s: float, backoff_max_s: float, rng: random.Random,
-                   what: str) -> str:
-    """Write the outcome of one leased delivery attempt of a row of ``model`` (a table with
-    status pending/delivered/failed, attempts, next_attempt_at, last_error, delivered_at).
+def _record(row: Any, result: DeliveryResult, *, now: datetime, lease_until: datetime, max_attempts: int,
+            backoff_base_s: float, backoff_max_s: float, rng: random.Random, what: str) -> str:
+    """Write the outcome of one leased delivery attempt.
 
     Accepted is the truth whoever holds the row now. A failure is recorded only while our
     lease (``next_attempt_at == lease_until``) still stands, so a worker whose lease ran
-    out never overwrites a later worker's claim. Shared by the outbox and notifications.
+    out never overwrites a later worker's claim.
     """
-    rows = model.objects.filter(pk=row.pk)
+    rows = type(row).objects.filter(pk=row.pk)
     if result.accepted:
         done = rows.exclude(status="delivered").update(status="delivered", delivered_at=now, last_error="")
         log.debug("delivered %s id=%s attempts=%s", what, row.pk, row.attempts)

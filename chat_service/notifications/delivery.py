@@ -21,32 +21,18 @@ so a user whose endpoint or mailbox keeps failing delays nobody else's notificat
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.db import transaction
 from django.utils import timezone
 
 from chat_service.notifications.channels import Channel, DeliveryResult
 from chat_service.notifications.config import NotifyConfig, notify_config
 from chat_service.notifications.models import DeliveryStatus, NotificationDelivery
-from orders_bridge.delivery import record_attempt
-
-log = logging.getLogger(__name__)
+from orders_bridge.delivery import DeliveryCounts, deliver_leased
 
 _random = random.Random()
-
-
-@dataclass(slots=True)
-class DeliveryCounts:
-    claimed: int = 0
-    delivered: int = 0
-    retrying: int = 0
-    failed: int = 0
-    superseded: int = 0
 
 
 def notifications_deliver_due(*, channels: Mapping[str, Channel], now: datetime | None = None,
@@ -55,34 +41,12 @@ def notifications_deliver_due(*, channels: Mapping[str, Channel], now: datetime 
     """Send up to ``batch`` due deliveries (see the module docstring). ``now`` fixes the
     clock for the pass (tests). Safe in any number of threads and processes at once."""
     config = config or notify_config()
-    counts = DeliveryCounts()
-    for _ in range(batch or config.batch):
-        claimed_at = now or timezone.now()
-        lease_until = claimed_at + timedelta(seconds=config.lease_s)
-        row = _claim(now=claimed_at, lease_until=lease_until)
-        if row is None:
-            break
-        counts.claimed += 1
-        result = _send(channels, row)
-        outcome = _record(row, result, now=now or timezone.now(), lease_until=lease_until, config=config, rng=rng)
-        setattr(counts, outcome, getattr(counts, outcome) + 1)
-    return counts
-
-
-def _claim(*, now: datetime, lease_until: datetime) -> NotificationDelivery | None:
-    with transaction.atomic():
-        row = (
-            NotificationDelivery.objects.select_for_update(skip_locked=True)
-            .filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
-            .order_by("next_attempt_at", "pk")
-            .first()
-        )
-        if row is None:
-            return None
-        row.attempts += 1
-        row.next_attempt_at = lease_until
-        row.save(update_fields=["attempts", "next_attempt_at"])
-    return row
+    return deliver_leased(
+        due=NotificationDelivery.objects.all(), send=lambda row: _send(channels, row), batch=batch or config.batch,
+        lease_s=config.lease_s, max_attempts=config.max_attempts, backoff_base_s=config.backoff_base_s,
+        backoff_max_s=config.backoff_max_s, now=now, rng=rng,
+        describe=lambda row: f"notification channel={row.channel} user={row.user_id}",
+    )
 
 
 def _send(channels: Mapping[str, Channel], row: NotificationDelivery) -> DeliveryResult:
@@ -91,19 +55,7 @@ def _send(channels: Mapping[str, Channel], row: NotificationDelivery) -> Deliver
         # Configuration changed since the row was composed (NOTIFY_WEBHOOK_URL removed):
         # keep it, a later configuration may deliver it.
         return DeliveryResult(accepted=False, retryable=True, error=f"channel {row.channel} is not configured")
-    try:
-        return channel.send(row)
-    except Exception as error:  # noqa: BLE001 - a broken channel is one failed attempt, not a dead worker
-        log.exception("notification channel raised id=%s key=%s", row.pk, row.idempotency_key)
-        return DeliveryResult(accepted=False, retryable=True, error=f"{type(error).__name__}: {error}"[:500])
-
-
-def _record(row: NotificationDelivery, result: DeliveryResult, *, now: datetime, lease_until: datetime,
-            config: NotifyConfig, rng: random.Random) -> str:
-    return record_attempt(NotificationDelivery, row, result, now=now, lease_until=lease_until,
-                          max_attempts=config.max_attempts, backoff_base_s=config.backoff_base_s,
-                          backoff_max_s=config.backoff_max_s, rng=rng,
-                          what=f"notification channel={row.channel} user={row.user_id}")
+    return channel.send(row)
 
 
 def notifications_retry_failed(*, ids: list[int], now: datetime | None = None) -> int:
