@@ -159,12 +159,11 @@ class OutboxStatus(models.TextChoices):
     FAILED = "failed"  # retries exhausted; visible in the admin, can be retried from there
 
 
-class OutboxMessage(models.Model):
-    """An action the order system must learn about, written in the same transaction as the
-    change itself and delivered by the worker (at least once, with ``idempotency_key``)."""
+class LeasedDelivery(models.Model):
+    """The fields a row needs to be delivered by orders_bridge.delivery.deliver_leased:
+    at least once, with a lease, backoff and one ``idempotency_key`` for every attempt.
+    The outbox and notification deliveries both are such rows."""
 
-    action = models.CharField(max_length=64)
-    order_id = models.CharField(max_length=64)
     payload = models.JSONField()
     idempotency_key = models.CharField(max_length=64, unique=True)
     status = models.CharField(max_length=16, choices=OutboxStatus.choices, default=OutboxStatus.PENDING)
@@ -173,6 +172,17 @@ class OutboxMessage(models.Model):
     last_error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class OutboxMessage(LeasedDelivery):
+    """An action the order system must learn about, written in the same transaction as the
+    change itself and delivered by the worker (at least once, with ``idempotency_key``)."""
+
+    action = models.CharField(max_length=64)
+    order_id = models.CharField(max_length=64)
 
     class Meta:
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="outbox_due")]

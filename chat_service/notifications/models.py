@@ -27,6 +27,7 @@ from django.db import models
 from django.db.models import Q
 
 from chat_service.models import Thread
+from orders_bridge.models import LeasedDelivery, OutboxStatus
 
 
 class NotificationProfile(models.Model):
@@ -89,24 +90,13 @@ class Notification(models.Model):
         return f"{self.kind} for {self.user_id} in {self.thread_id} ({self.status})"
 
 
-class DeliveryStatus(models.TextChoices):
-    PENDING = "pending"
-    DELIVERED = "delivered"
-    FAILED = "failed"
+DeliveryStatus = OutboxStatus  # pending / delivered / failed, as every leased delivery
 
 
-class NotificationDelivery(models.Model):
+class NotificationDelivery(LeasedDelivery):
     user_id = models.CharField(max_length=64)
     order_id = models.CharField(max_length=64)
     channel = models.CharField(max_length=16)  # webhook | email
-    payload = models.JSONField()
-    idempotency_key = models.CharField(max_length=64, unique=True)
-    status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField()
-    last_error = models.TextField(blank=True, default="")
-    created_at = models.DateTimeField(auto_now_add=True)
-    delivered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="notification_delivery_due")]

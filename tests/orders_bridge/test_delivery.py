@@ -12,8 +12,6 @@ asserts on elapsed time.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import random
@@ -42,6 +40,7 @@ from orders_bridge.outbox import outbox_enqueue
 from orders_bridge.services import disputes, offers, orders
 from orders_bridge.transport import DeliveryResult, HttpTransport
 from tests.factories import make_order
+from tests.signing import signature_ok
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SECRET = "test-order-system-secret-" + "z" * 32
@@ -111,12 +110,7 @@ class Receiver:
         return f"http://127.0.0.1:{self.server.server_address[1]}/bridge/actions/"
 
     def signature_ok(self, header: str | None, body: bytes) -> bool:
-        if not header:
-            return False
-        parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
-        expected = hmac.new(self.secret.encode(), f"{parts.get('t')}.".encode() + body, hashlib.sha256).hexdigest()
-        fresh = abs(time.time() - int(parts.get("t", "0"))) <= 300
-        return fresh and hmac.compare_digest(expected, parts.get("v1", ""))
+        return signature_ok(self.secret, header, body)
 
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         body = request.rfile.read(int(request.headers.get("Content-Length", "0")))

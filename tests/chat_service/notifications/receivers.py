@@ -11,12 +11,9 @@
 from __future__ import annotations
 
 import email
-import hashlib
-import hmac
 import json
 import socket
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
@@ -24,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+from tests.signing import signature_ok
 
 SECRET = "test-notify-secret-" + "n" * 32
 
@@ -79,12 +78,7 @@ class PushReceiver:
         return f"http://127.0.0.1:{self.server.server_address[1]}/push/"
 
     def signature_ok(self, header: str | None, body: bytes) -> bool:
-        if not header:
-            return False
-        parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
-        expected = hmac.new(self.secret.encode(), f"{parts.get('t')}.".encode() + body, hashlib.sha256).hexdigest()
-        fresh = abs(time.time() - int(parts.get("t", "0"))) <= 300
-        return fresh and hmac.compare_digest(expected, parts.get("v1", ""))
+        return signature_ok(self.secret, header, body)
 
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         body = request.rfile.read(int(request.headers.get("Content-Length", "0")))
