@@ -64,3 +64,14 @@ def test_the_redis_layer_is_configured_for_idle_sockets_and_bursts():
     host = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]
     assert host["socket_timeout"] is None  # channels_redis#422: idle consumers die otherwise
     assert host["max_connections"] >= 1000  # redis-py's default pool refuses past 100
+
+
+def test_bridge_secrets_come_from_the_environment(tmp_path):
+    code = "from django.conf import settings; b = settings.BRIDGE; print(b['SECRET'], b['SECRET_PREVIOUS'], b['WINDOW_S'])"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**CLEAN_ENV, "DJANGO_SETTINGS_MODULE": "chat_service.settings", "VAR_DIR": str(tmp_path),
+             "BRIDGE_SECRET": "u" * 40, "BRIDGE_SECRET_PREVIOUS": "v" * 40, "BRIDGE_WINDOW_S": "120"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["u" * 40, "v" * 40, "120"]

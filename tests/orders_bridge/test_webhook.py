@@ -20,9 +20,8 @@ from django.db import connections
 from django.test import Client
 
 from chat_service import fanout
-from chat_service.env import ConfigError
 from chat_service.models import Event, EventKind, Thread
-from orders_bridge.config import DEV_BRIDGE_SECRET, bridge_config
+from orders_bridge.config import bridge_config
 from orders_bridge.models import Dispute, InboxEvent, Offer, Order
 from orders_bridge.services.disputes import dispute_cancel, dispute_open
 from orders_bridge.services.offers import offer_request
@@ -239,24 +238,10 @@ def test_replayed_request_is_200_duplicate_with_no_effect(client):
     assert InboxEvent.objects.count() == 1
 
 
-@pytest_db
-def test_development_secret_is_refused_with_debug_off(settings, monkeypatch):
-    settings.BRIDGE = None
-    monkeypatch.delenv("BRIDGE_SECRET", raising=False)
-    monkeypatch.delenv("BRIDGE_SECRET_PREVIOUS", raising=False)
-    settings.DEBUG = False
-    with pytest.raises(ConfigError):
-        bridge_config()
-    settings.DEBUG = True
-    assert bridge_config().accepted_secrets == [DEV_BRIDGE_SECRET]
-
-
-@pytest_db
-def test_secrets_come_from_the_environment_without_settings(settings, monkeypatch):
-    settings.BRIDGE = None
-    monkeypatch.setenv("BRIDGE_SECRET", SECRET)
-    monkeypatch.setenv("BRIDGE_SECRET_PREVIOUS", PREVIOUS)
-    assert bridge_config().accepted_secrets == [SECRET, PREVIOUS]
+def test_the_bridge_reads_its_secrets_from_settings(settings):
+    settings.BRIDGE = {"SECRET": SECRET, "SECRET_PREVIOUS": PREVIOUS, "WINDOW_S": 120}
+    config = bridge_config()
+    assert (config.accepted_secrets, config.window_s) == ([SECRET, PREVIOUS], 120)
 
 
 # --- Body, type and fields --------------------------------------------------------------------
