@@ -30,7 +30,6 @@ import time
 from typing import Any
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -38,6 +37,7 @@ from django.utils import timezone
 
 from chat_service import fanout, protocol, selectors, services
 from chat_service.closecodes import CloseCode
+from chat_service.db import db_call
 from chat_service.errors import BadRequest, ChatError, Internal, RateLimited
 from chat_service.identity import Identity
 from chat_service.notifications import services as notifications
@@ -59,7 +59,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
         Unlike Channels' dispatch this does not close old database connections on every
         message (a hop through the database thread per delivered event); every database
-        call goes through database_sync_to_async, which does that itself. And a failing
+        call goes through db.db_call, which does that itself. And a failing
         handler is logged instead of killing the socket (channels#1068).
         """
         handler = getattr(self, get_handler_name(message), None)
@@ -116,10 +116,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         await self.channel_layer.group_add(fanout.user_group(self.user_id), self.channel_name)
         # After joining the user group: a mute changed meanwhile arrives afterwards.
-        self.muted = await database_sync_to_async(notifications.notification_profile_connected)(
-            user_id=self.user_id, email=self.identity.email
+        self.muted = await db_call(
+            notifications.notification_profile_connected, user_id=self.user_id, email=self.identity.email
         )
-        unread_total = await database_sync_to_async(selectors.unread_total_for_user)(user_id=self.user_id)
+        unread_total = await db_call(selectors.unread_total_for_user, user_id=self.user_id)
         get_supervisor().register(self)
         self.supervised = True
         self.ready = True
@@ -134,8 +134,26 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
         )
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # The application also ends without websocket_disconnect: when the channel
+            # layer's receive raises (a Redis restart), the exception ends it and Daphne
+            # closes the socket with 1011 (channels#1466). Without this the supervisor
+            # kept the dead socket, renewed its connection entry and re-added its groups
+            # (stale members; tests/resilience/test_faults_redis.py).
+            await self._release()
+
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
-        """Clean up everything the socket registered; each step on its own."""
+        await self._release()
+        raise StopConsumer()
+
+    async def _release(self) -> None:
+        """Clean up everything the socket registered; each step on its own. Once."""
+        if getattr(self, "released", False):
+            return
+        self.released = True
         if getattr(self, "supervised", False):
             get_supervisor().unregister(self)
         user_id = getattr(self, "user_id", None)
@@ -156,10 +174,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             except Exception:  # noqa: BLE001 - the entry expires and the sweep goes on
                 log.warning("connection close failed user=%s", user_id, exc_info=True)
             try:
-                await database_sync_to_async(notifications.notification_profile_disconnected)(user_id=user_id)
+                await db_call(notifications.notification_profile_disconnected, user_id=user_id)
             except Exception:  # noqa: BLE001 - at worst one push too many
                 log.warning("recording the disconnect failed user=%s", user_id, exc_info=True)
-        raise StopConsumer()
 
     # --- supervisor hooks ---------------------------------------------------------------
 
@@ -217,7 +234,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # through the group afterwards and the cursor drops those already in the reply.
         await self.channel_layer.group_add(group, self.channel_name)
         try:
-            snapshot = await database_sync_to_async(selectors.thread_join_snapshot)(
+            snapshot = await db_call(
+                selectors.thread_join_snapshot,
                 order_id=order_id,
                 user_id=self.user_id,
                 since_seq=command.since_seq,
@@ -270,9 +288,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def on_typing_start(self, command: protocol.TypingStart) -> dict[str, Any]:
         order_id = command.order_id
         if order_id not in self.roles:
-            _, role = await database_sync_to_async(selectors.thread_for_participant)(
-                order_id=order_id, user_id=self.user_id
-            )
+            _, role = await db_call(selectors.thread_for_participant, order_id=order_id, user_id=self.user_id)
             self.roles[order_id] = role.value
         now = time.monotonic()
         if now - self.typing_sent.get(order_id, float("-inf")) < settings.CHAT["TYPING_THROTTLE_S"]:
@@ -326,8 +342,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         return {"order_id": command.order_id, "muted": muted}
 
     async def on_notifications_preferences(self, command: protocol.NotificationsPreferences) -> dict[str, Any]:
-        return await database_sync_to_async(notifications.notification_preferences_update)(
-            user_id=self.user_id, email=command.email, push=command.push
+        return await db_call(
+            notifications.notification_preferences_update, user_id=self.user_id, email=command.email, push=command.push
         )
 
     _handlers: dict[type, Any] = {
@@ -377,8 +393,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             cursor = self.joined[order_id]
             if until_seq is not None and cursor >= until_seq:
                 return
-            events = await database_sync_to_async(selectors.events_after_seq)(
-                thread_id=order_id, after_seq=cursor, limit=CATCH_UP_PAGE
+            events = await db_call(
+                selectors.events_after_seq, thread_id=order_id, after_seq=cursor, limit=CATCH_UP_PAGE
             )
             for event in events:
                 if until_seq is not None and event.seq > until_seq:

@@ -25,9 +25,10 @@ from functools import partial
 from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import transaction
+
+from chat_service.db import db_call
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ async def call_service(func: Callable[..., T], /, **kwargs: Any) -> T:
     """Run a sync service in the database thread, then send what it scheduled."""
     with collecting() as collected:
         try:
-            return await database_sync_to_async(func)(**kwargs)
+            return await db_call(func, **kwargs)
         finally:
             # Whatever committed goes out, even when the service raised afterwards.
             if collected:

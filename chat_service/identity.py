@@ -15,10 +15,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import jwt
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http import HttpRequest
 
+from chat_service.db import db_call
 from chat_service.protocol import ID_RE
 
 SESSION_KEY = "chat_identity"
@@ -121,7 +121,7 @@ class IdentityMiddleware:
             if token is not None:
                 scope["identity"] = token_verify(token)
             elif scope.get("session") is not None:
-                scope["identity"] = await database_sync_to_async(identity_from_session)(scope["session"])
+                scope["identity"] = await db_call(identity_from_session, scope["session"])
                 if scope["identity"] is None:
                     raise TokenError("missing")
             else:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import F, Q, Sum
+from django.db import connection
+from django.db.models import F, Q
 
 from chat_service import protocol
 from chat_service.errors import NotFound
@@ -60,9 +61,32 @@ def threads_last_seq(*, order_ids: list[str], chunk: int = 1000) -> dict[str, in
 
 
 def unread_total_for_user(*, user_id: str) -> int:
-    as_buyer = Thread.objects.filter(buyer_id=user_id).aggregate(n=Sum("buyer_unread"))["n"] or 0
-    as_seller = Thread.objects.filter(seller_id=user_id).aggregate(n=Sum("seller_unread"))["n"] or 0
-    return int(as_buyer + as_seller)
+    return unread_totals(user_ids=[user_id])[user_id]
+
+
+def unread_totals(*, user_ids: list[str]) -> dict[str, int]:
+    """Each user's unread events over all their threads (as buyer and as seller).
+
+    One statement for all of them: event_append runs it for both parties of every event,
+    and the ORM's two aggregates per user were a third of a message's cost (bench S1).
+    """
+    wanted = list(dict.fromkeys(user_ids))
+    totals = dict.fromkeys(wanted, 0)
+    if not wanted:
+        return totals
+    table = connection.ops.quote_name(Thread._meta.db_table)
+    marks = ", ".join(["%s"] * len(wanted))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT u, SUM(n) FROM ("  # noqa: S608 - only placeholders and the model's table name
+            f" SELECT buyer_id AS u, buyer_unread AS n FROM {table} WHERE buyer_id IN ({marks})"
+            f" UNION ALL SELECT seller_id, seller_unread FROM {table} WHERE seller_id IN ({marks})"
+            f") AS parts GROUP BY u",
+            [*wanted, *wanted],
+        )
+        for user_id, total in cursor.fetchall():
+            totals[user_id] = int(total or 0)
+    return totals
 
 
 def unread_of(thread: Thread, role: Role) -> int:

@@ -9,14 +9,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from chat_service import fanout, protocol
+from chat_service import fanout, protocol, sql
+from chat_service.errors import NotFound
 from chat_service.models import Event, EventKind, Role, Thread
 from chat_service.notifications.services import notifications_enqueue_for_event
-from chat_service.selectors import thread_for_participant, unread_of, unread_total_for_user
+from chat_service.notifications.texts import OrderFacts
+from chat_service.selectors import NO_THREAD, thread_for_participant, unread_of, unread_total_for_user, unread_totals
 from orders_bridge.models import Order
+
+# What event_append reads and writes of the thread row.
+THREAD_LOCK_FIELDS = (
+    "order", "buyer_id", "seller_id", "last_seq", "buyer_read_seq", "seller_read_seq", "buyer_unread", "seller_unread",
+)
+THREAD_APPEND_FIELDS = (
+    "last_seq", "last_event_at", "buyer_read_seq", "buyer_unread", "seller_read_seq", "seller_unread",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +60,7 @@ def event_append(
     body: str = "",
     data: dict[str, Any] | None = None,
     client_msg_id: str | None = None,
+    order: OrderFacts | None = None,
 ) -> Event:
     """Append an event to ``thread``. Does not validate.
 
@@ -72,12 +83,8 @@ def event_append(
     else:
         thread.seller_unread += 1
     thread.last_seq, thread.last_event_at = seq, now
-    thread.save(
-        update_fields=[
-            "last_seq", "last_event_at", "buyer_read_seq", "buyer_unread", "seller_read_seq", "seller_unread",
-        ]
-    )
-    event = Event.objects.create(
+    sql.update(thread, THREAD_APPEND_FIELDS)
+    event = Event(
         thread_id=thread.pk,
         seq=seq,
         kind=kind,
@@ -88,6 +95,8 @@ def event_append(
         client_msg_id=client_msg_id,
         created_at=now,
     )
+    event.id = sql.insert(Event, event.__dict__)
+    event._state.adding, event._state.db = False, connection.alias
     order_id = thread.pk
     fanout.publish_on_commit(
         fanout.thread_group(order_id),
@@ -95,16 +104,20 @@ def event_append(
     )
     # Every party whose unread count changed hears about it on all their sockets: the
     # recipients (+1), and an author who had unread events (writing marks them read).
-    for role, user_id in ((Role.BUYER, thread.buyer_id), (Role.SELLER, thread.seller_id)):
-        if role == author_role and before[role] == 0:
-            continue
+    changed = [
+        (role, user_id)
+        for role, user_id in ((Role.BUYER, thread.buyer_id), (Role.SELLER, thread.seller_id))
+        if not (role == author_role and before[role] == 0)
+    ]
+    totals = unread_totals(user_ids=[user_id for _, user_id in changed])
+    for role, user_id in changed:
         fanout.publish_on_commit(
             fanout.user_group(user_id),
             {
                 "type": "unread.updated",
                 "order_id": order_id,
                 "unread": unread_of(thread, role),
-                "unread_total": unread_total_for_user(user_id=user_id),
+                "unread_total": totals[user_id],
             },
         )
         if role == author_role:
@@ -112,7 +125,7 @@ def event_append(
                 fanout.thread_group(order_id),
                 {"type": "thread.read_updated", "order_id": order_id, "user_id": user_id, "seq": seq},
             )
-    notifications_enqueue_for_event(thread=thread, event=event)
+    notifications_enqueue_for_event(thread=thread, event=event, order=order)
     return event
 
 
@@ -124,7 +137,7 @@ def message_send(*, user_id: str, order_id: str, client_msg_id: str, body: str) 
     """
     try:
         with transaction.atomic():
-            thread, role = thread_for_participant(order_id=order_id, user_id=user_id, lock=True)
+            thread, role, order = _thread_locked_for_message(order_id=order_id, user_id=user_id)
             event = event_append(
                 thread=thread,
                 kind=EventKind.MESSAGE,
@@ -132,6 +145,7 @@ def message_send(*, user_id: str, order_id: str, client_msg_id: str, body: str) 
                 author_role=role,
                 body=body,
                 client_msg_id=client_msg_id,
+                order=order,
             )
     except IntegrityError:
         # The unique (thread, author, client_msg_id) index refused a repeat; the whole
@@ -143,6 +157,31 @@ def message_send(*, user_id: str, order_id: str, client_msg_id: str, body: str) 
             raise
         return SendOutcome(event=original, created=False)
     return SendOutcome(event=event, created=True)
+
+
+def _thread_locked_for_message(*, order_id: str, user_id: str) -> tuple[Thread, Role, OrderFacts]:
+    """``thread_for_participant(lock=True)`` plus the order's facts for the notification,
+    in one hand-written statement (see chat_service/sql.py for why)."""
+    q = connection.ops.quote_name
+    columns = ", ".join(f"t.{q(Thread._meta.get_field(name).column)}" for name in THREAD_LOCK_FIELDS)
+    pk = q(Thread._meta.pk.column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns}, o.{q('item_title')}, o.{q('supplier_name')}"  # noqa: S608 - names only
+            f" FROM {q(Thread._meta.db_table)} t"
+            f" JOIN {q(Order._meta.db_table)} o ON o.{q(Order._meta.pk.column)} = t.{pk}"
+            f" WHERE t.{pk} = %s AND (t.{q('buyer_id')} = %s OR t.{q('seller_id')} = %s){sql.for_update_of('t')}",
+            [order_id, user_id, user_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise NotFound(NO_THREAD)
+    thread = Thread.from_db(connection.alias, [Thread._meta.get_field(n).attname for n in THREAD_LOCK_FIELDS],
+                            row[: len(THREAD_LOCK_FIELDS)])
+    item_title, supplier_name = row[len(THREAD_LOCK_FIELDS):]
+    role = thread.role_of(user_id)
+    assert role is not None
+    return thread, role, OrderFacts(order_id=thread.pk, item_title=item_title, supplier_name=supplier_name)
 
 
 def thread_read(*, user_id: str, order_id: str, seq: int) -> ReadOutcome:

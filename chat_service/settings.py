@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 from chat_service.env import (
     ConfigError,
     database_from_url,
@@ -138,7 +140,21 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 GROUP_EXPIRY_S = env_int("GROUP_EXPIRY_S", 1800, minimum=60)
 REDIS_PREFIX = env_str("REDIS_PREFIX", "chat") or "chat"
 REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 2000, minimum=10)
-if REDIS_URL:
+CHANNEL_LAYER = env_str("CHANNEL_LAYER", "core") or "core"
+if REDIS_URL and CHANNEL_LAYER == "pubsub":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "chat_service.layers.ChatPubSubLayer",
+            "CONFIG": {
+                "capacity": env_int("CHANNEL_CAPACITY", 1000, minimum=10),
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None, "socket_connect_timeout": 5,
+                           "socket_keepalive": True, "max_connections": REDIS_MAX_CONNECTIONS,
+                           "health_check_interval": 30}],
+                "prefix": f"{REDIS_PREFIX}:asgi",
+            },
+        }
+    }
+elif REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -156,6 +172,11 @@ if REDIS_URL:
                         # a connect burst needs more (see docs/operations.md).
                         "max_connections": REDIS_MAX_CONNECTIONS,
                         "health_check_interval": 30,
+                        # After a Redis restart every pooled connection is dead until used,
+                        # and redis-py retries nothing: each failed one command (a
+                        # group_discard: a stale member), however much later. One immediate
+                        # retry on a new connection (tests/resilience/test_faults_redis.py).
+                        "retry_on_error": [RedisConnectionError],
                     }
                 ],
                 "prefix": f"{REDIS_PREFIX}:asgi",
@@ -201,6 +222,11 @@ CHAT = {
     "PRESENCE_CACHE_S": env_int("CHAT_PRESENCE_CACHE_S", 600, minimum=0),
     # Seller ids one socket may be subscribed to at once (pages add up until unsubscribed).
     "PRESENCE_MAX_SUBSCRIPTIONS": env_int("CHAT_PRESENCE_MAX_SUBSCRIPTIONS", 1000, minimum=200),
+    # Threads (each with its own database connection) that run the sockets' database work
+    # in each web process (chat_service/db.py). SQLite allows one writer: one thread there.
+    # Every web process holds up to this many PostgreSQL connections (+ a few): size
+    # max_connections for processes x DB_THREADS (docs/operations.md).
+    "DB_THREADS": 1 if _db["ENGINE"] == "django.db.backends.sqlite3" else env_int("CHAT_DB_THREADS", 4, minimum=1),
 }
 
 # --- Static files, sessions, i18n -----------------------------------------------------------

@@ -22,11 +22,11 @@ import time
 import weakref
 from typing import Protocol
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from chat_service import selectors
 from chat_service.closecodes import CloseCode
+from chat_service.db import db_call
 from presence import services as presence
 from presence.store import get_presence_store
 
@@ -146,9 +146,7 @@ class Supervisor:
         cursors = [(s, order_id, cursor) for s in list(self._sockets) for order_id, cursor in list(s.joined.items())]
         if not cursors:
             return
-        last = await database_sync_to_async(selectors.threads_last_seq)(
-            order_ids=sorted({order_id for _, order_id, _ in cursors})
-        )
+        last = await db_call(selectors.threads_last_seq, order_ids=sorted({order_id for _, order_id, _ in cursors}))
         for socket, order_id, cursor in cursors:
             if last.get(order_id, 0) > cursor and socket in self._sockets:
                 log.info("socket behind its thread, syncing user=%s order=%s", socket.user_id, order_id)

@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from chat_service import fanout, protocol
+from chat_service.db import db_call
 from presence import selectors
 from presence.store import Closed, PresenceState, get_presence_store
 
@@ -117,7 +117,7 @@ async def presence_sweep(*, limit: int = SWEEP_BATCH) -> int:
 
 async def presence_visible(*, seller_ids: list[str]) -> set[str]:
     """The ids among ``seller_ids`` whose presence may be shown (sellers)."""
-    return await database_sync_to_async(selectors.sellers_among)(user_ids=seller_ids)
+    return await db_call(selectors.sellers_among, user_ids=seller_ids)
 
 
 async def presence_snapshot(*, seller_ids: list[str], visible: set[str] | None = None) -> list[SellerPresence]:
@@ -134,7 +134,7 @@ async def presence_snapshot(*, seller_ids: list[str], visible: set[str] | None =
     current = {i: state for i, (state, _) in states.items()}
     if stale:
         current.update({i: state for i, (state, _) in (await store.presence_get(stale)).items()})
-    replies = await database_sync_to_async(selectors.typical_reply_seconds)(seller_ids=shown) if shown else {}
+    replies = await db_call(selectors.typical_reply_seconds, seller_ids=shown) if shown else {}
     return [
         SellerPresence(i, current[i], replies.get(i), True)
         if i in visible
@@ -149,7 +149,7 @@ async def _publish(user_id: str, state: PresenceState) -> None:
             return  # not a subscribable id: nobody can be listening
         if not await presence_visible(seller_ids=[user_id]):
             return
-        replies = await database_sync_to_async(selectors.typical_reply_seconds)(seller_ids=[user_id])
+        replies = await db_call(selectors.typical_reply_seconds, seller_ids=[user_id])
         entry = SellerPresence(user_id, state, replies.get(user_id), True)
         await fanout.publish_now(
             presence_group(user_id),

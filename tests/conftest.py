@@ -40,6 +40,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    """pytest-django's, plus: the database pool's connections close before the test
+    database is dropped (chat_service/db.py)."""
+    yield
+    from chat_service.db import db_pool_close
+
+    db_pool_close()
+
+
 @pytest.fixture(autouse=True)
 def _clean_redis_keys():
     """Each test starts with none of this run's Redis keys (and no cached limiter/store)."""

@@ -49,7 +49,7 @@ from django.db.models import CharField, Exists, Min, OuterRef, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
-from chat_service import fanout, protocol
+from chat_service import fanout, protocol, sql
 from chat_service.models import Event, Role, Thread
 from chat_service.notifications import selectors, texts
 from chat_service.notifications.config import notify_config
@@ -77,10 +77,11 @@ def order_facts(order: Order) -> texts.OrderFacts:
 # --- the hook in event_append ---------------------------------------------------------------
 
 
-def notifications_enqueue_for_event(*, thread: Thread, event: Event) -> None:
+def notifications_enqueue_for_event(*, thread: Thread, event: Event, order: texts.OrderFacts | None = None) -> None:
     """Queue a notification of ``event`` for each party who did not write it (both for
     system events) and schedule the live frame on commit. Inside the event's transaction;
-    one INSERT. Does not validate."""
+    one INSERT per recipient. ``order``: the order's facts if the caller has them (else
+    they are read). Does not validate."""
     recipients = [
         user_id
         for role, user_id in ((Role.BUYER, thread.buyer_id), (Role.SELLER, thread.seller_id))
@@ -90,14 +91,13 @@ def notifications_enqueue_for_event(*, thread: Thread, event: Event) -> None:
     if not recipients:
         return
     note = texts.for_event(event_kind=event.kind, author_role=event.author_role, body=event.body,
-                           data=event.data, order=order_facts(thread.order))
+                           data=event.data, order=order or order_facts(thread.order))
     delay = 0.0 if note.urgent else float(settings.NOTIFY["DIGEST_DELAY_S"])
     due_at = event.created_at + timedelta(seconds=delay)
-    Notification.objects.bulk_create([
-        Notification(user_id=user_id, thread_id=thread.pk, event_seq=event.seq, kind=note.kind,
-                     urgent=note.urgent, created_at=event.created_at, due_at=due_at)
-        for user_id in recipients
-    ])
+    for user_id in recipients:  # one in practice (both only for a thread with buyer == seller)
+        sql.insert(Notification, {"user_id": user_id, "thread_id": thread.pk, "event_seq": event.seq,
+                                  "kind": note.kind, "urgent": note.urgent, "created_at": event.created_at,
+                                  "due_at": due_at})
     for user_id in recipients:
         fanout.publish_on_commit(
             fanout.user_group(user_id),
