@@ -145,7 +145,7 @@ class Bench:
         process = subprocess.Popen([sys.executable, "-m", "bench.loadgen", path], cwd=ROOT, stdout=subprocess.PIPE,
                                    env={**os.environ, "PYTHONPATH": str(ROOT)}, text=True)
         starts: dict[str, Any] = {}
-        profilers = self.profile(stack, plan)
+        profilers: list[subprocess.Popen[bytes]] = []
         try:
             assert process.stdout is not None
             for line in process.stdout:
@@ -153,7 +153,9 @@ class Bench:
                 sample = stack.sample({"loadgen": process.pid})
                 if event["event"] == "window_start":
                     starts[event["name"]] = sample
+                    profilers = self.profile(stack, plan, event["name"])
                 elif event["event"] == "window_end":
+                    _stop(profilers)
                     event["cpu"] = sample.cpu_since(starts.pop(event["name"]))
                     event["rss"] = sample.rss
                     print(f"    {plan['side']:8} {_brief(event)}", flush=True)
@@ -165,24 +167,22 @@ class Bench:
             if process.poll() is None:
                 process.kill()
             os.unlink(path)
-            for profiler in profilers:
-                profiler.send_signal(signal.SIGINT)
-                profiler.wait(30)
+            _stop(profilers)
         if process.returncode != 0:
             raise RuntimeError(f"load generator exited with {process.returncode}")
         self.raw.append({"plan": {k: v for k, v in plan.items() if k not in ("threads", "watchers")},
                          "events": [{k: v for k, v in e.items() if k != "streams"} for e in events]})
         return events
 
-    def profile(self, stack: Stack, plan: dict[str, Any]) -> list[subprocess.Popen[bytes]]:
-        """With --profile: py-spy samples the service's processes while the generator runs
-        (collapsed stacks in var/bench/profile-<scenario>-<pid>.txt)."""
+    def profile(self, stack: Stack, plan: dict[str, Any], window: str) -> list[subprocess.Popen[bytes]]:
+        """With --profile: py-spy samples the service's processes during each measured
+        window (collapsed stacks in var/bench/profile-<scenario>-<window>-<pid>.txt)."""
         if not self.args.profile or plan["side"] != "service":
             return []
         py_spy = Path(sys.executable).parent / "py-spy"
         return [
             subprocess.Popen([str(py_spy), "record", "--nonblocking", "-p", str(pid), "-r", "100", "--format", "raw",
-                              "-o", str(stack.log_dir / f"profile-{plan['scenario']}-{pid}.txt")],
+                              "-o", str(stack.log_dir / f"profile-{plan['scenario']}-{window.replace(' ', '')}-{pid}.txt")],  # noqa: E501
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for pid in stack.group_pids("service") + stack.group_pids("worker")
         ]
@@ -374,6 +374,13 @@ def _baseline_audit(streams: dict[str, Any], threads: list[dict[str, Any]]) -> S
         received = {b: buyer_got, s: seller_got}
         total.add(audit_baseline(sent, received, lambda who, b=b, s=s: [s if who == b else b]))
     return total
+
+
+def _stop(profilers: list[subprocess.Popen[bytes]]) -> None:
+    for profiler in profilers:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(30)
+    profilers.clear()
 
 
 def _knee(by_rate: dict[int, dict[str, Any]], audit: StreamAudit) -> int | None:

@@ -17,6 +17,7 @@ from chat_service.env import (
     ConfigError,
     database_from_url,
     env_bool,
+    env_choice,
     env_float,
     env_int,
     env_list,
@@ -140,54 +141,56 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 GROUP_EXPIRY_S = env_int("GROUP_EXPIRY_S", 1800, minimum=60)
 REDIS_PREFIX = env_str("REDIS_PREFIX", "chat") or "chat"
 REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 2000, minimum=10)
-CHANNEL_LAYER = env_str("CHANNEL_LAYER", "core") or "core"
-if REDIS_URL and CHANNEL_LAYER == "pubsub":
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "chat_service.layers.ChatPubSubLayer",
-            "CONFIG": {
-                "capacity": env_int("CHANNEL_CAPACITY", 1000, minimum=10),
-                "hosts": [{"address": REDIS_URL, "socket_timeout": None, "socket_connect_timeout": 5,
-                           "socket_keepalive": True, "max_connections": REDIS_MAX_CONNECTIONS,
-                           "health_check_interval": 30}],
-                "prefix": f"{REDIS_PREFIX}:asgi",
-            },
-        }
-    }
-elif REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": [
-                    {
-                        "address": REDIS_URL,
-                        # redis-py 8 defaults to a 5 s socket timeout, which meets the
-                        # layer's 5 s blocking receive and kills idle consumers
-                        # (channels_redis#422). The receive has its own timeout.
-                        "socket_timeout": None,
-                        "socket_connect_timeout": 5,
-                        "socket_keepalive": True,
-                        # redis-py's async pool refuses past 100 connections by default;
-                        # a connect burst needs more (see docs/operations.md).
-                        "max_connections": REDIS_MAX_CONNECTIONS,
-                        "health_check_interval": 30,
-                        # After a Redis restart every pooled connection is dead until used,
-                        # and redis-py retries nothing: each failed one command (a
-                        # group_discard: a stale member), however much later. One immediate
-                        # retry on a new connection (tests/resilience/test_faults_redis.py).
-                        "retry_on_error": [RedisConnectionError],
-                    }
-                ],
-                "prefix": f"{REDIS_PREFIX}:asgi",
-                # Per channel: a socket far behind a burst loses what exceeds it (silently,
-                # channels#1244); the supervisor's sync recovers it from PostgreSQL.
-                "capacity": env_int("CHANNEL_CAPACITY", 5000, minimum=10),
-                "expiry": 60,
-                "group_expiry": GROUP_EXPIRY_S,
-            },
-        }
-    }
+# The Redis connection of both layers (redis-py keyword arguments).
+_LAYER_HOST = {
+    "address": REDIS_URL,
+    # redis-py 8 defaults to a 5 s socket timeout, which meets the core layer's 5 s
+    # blocking receive and kills idle consumers (channels_redis#422), and would break a
+    # quiet pub/sub connection the same way. Both layers have their own timeouts.
+    "socket_timeout": None,
+    "socket_connect_timeout": 5,
+    "socket_keepalive": True,
+    # redis-py's async pool refuses past 100 connections by default; a connect burst
+    # needs more (see docs/operations.md).
+    "max_connections": REDIS_MAX_CONNECTIONS,
+    "health_check_interval": 30,
+    # After a Redis restart every pooled connection is dead until used, and redis-py
+    # retries nothing: each failed one command (a group_discard: a stale member),
+    # however much later. One immediate retry on a new connection
+    # (tests/resilience/test_faults_redis.py).
+    "retry_on_error": [RedisConnectionError],
+}
+REDIS_LAYERS = {
+    # The default. One subscribed connection per process receives every message of its
+    # sockets; publishes are concurrent, queues bounded (chat_service/layers.py). Chosen
+    # by measurement: docs/performance.md, S1.
+    "pubsub": {
+        "BACKEND": "chat_service.layers.ChatPubSubLayer",
+        "CONFIG": {
+            "hosts": [_LAYER_HOST],
+            "prefix": f"{REDIS_PREFIX}:asgi",
+            # Per socket: a consumer this far behind loses what exceeds it; its cursor
+            # and the supervisor's sync recover it from PostgreSQL.
+            "capacity": env_int("CHANNEL_CAPACITY", 1000, minimum=10),
+        },
+    },
+    # channels-redis' core layer: one Redis round trip per message received.
+    "core": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [_LAYER_HOST],
+            "prefix": f"{REDIS_PREFIX}:asgi",
+            # Per channel: a socket far behind a burst loses what exceeds it (silently,
+            # channels#1244); the supervisor's sync recovers it from PostgreSQL.
+            "capacity": env_int("CHANNEL_CAPACITY", 5000, minimum=10),
+            "expiry": 60,
+            "group_expiry": GROUP_EXPIRY_S,
+        },
+    },
+}
+CHANNEL_LAYER = env_choice("CHANNEL_LAYER", "pubsub", tuple(REDIS_LAYERS))
+if REDIS_URL:
+    CHANNEL_LAYERS = {"default": REDIS_LAYERS[CHANNEL_LAYER]}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 

@@ -6,7 +6,8 @@ consumer keeps a per-thread cursor: a jump is filled from PostgreSQL, anything a
 below the cursor is dropped. Here the faults are made on the real layer: the socket's
 group membership is taken away in Redis while events are written (loss), and events
 already delivered are group_sent again, out of order, from the test process (repeats,
-reordering).
+reordering). The faults are made in the core layer's data (a group's sorted set), so this
+test runs that layer; the repair is the consumer's, the same on either layer.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from chat_service.client import ChatClient
 from chat_service.models import Event
 from tests.e2e.streams import assert_stream, pushed_events
 from tests.factories import make_order, token_for
+from tests.layers import CORE_LAYER_ENV, core_layer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -34,7 +36,12 @@ def stored_wire_event(order_id: str, seq: int) -> dict:
 
 
 async def test_socket_repairs_lost_repeated_and_reordered_layer_messages(daphne):
-    server_a, server_b = await daphne.start(2, CHAT_SEND_RATE_COUNT="100000")
+    with core_layer():
+        await _repairs(daphne)
+
+
+async def _repairs(daphne) -> None:
+    server_a, server_b = await daphne.start(2, CHAT_SEND_RATE_COUNT="100000", **CORE_LAYER_ENV)
     order = await database_sync_to_async(make_order)(buyer_id=BUYER, seller_id=SELLER)
     order_id = order.order_id
     group = fanout.thread_group(order_id)

@@ -17,10 +17,12 @@ import pytest
 import redis.asyncio as aioredis
 from channels.db import database_sync_to_async
 from django.conf import settings
+from redis import Redis as SyncRedis
 
 from chat_service.client import ChatClient
 from tests.e2e.streams import pushed_events
 from tests.factories import make_order, token_for
+from tests.layers import channel_residue, group_residue
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -172,10 +174,15 @@ async def test_burst_of_1000_connects_gets_hello_and_pushes_and_leaves_nothing_i
         await asyncio.gather(*(join(i, c) for i, c in enumerate(clients)))
         # Registered where the leak check below looks (so the check can see a leak).
         per_seller = BURST_CONNECTIONS // BURST_SELLERS
-        for i, order_id in enumerate(order_ids):
-            assert await redis.zcard(group_key(f"thread.{order_id}")) == per_seller
-            assert await redis.zcard(group_key(f"user.seller-burst-{i}")) == per_seller
-            assert await redis.zcard(conn_key(f"seller-burst-{i}")) == per_seller
+        sync_redis = SyncRedis.from_url(settings.REDIS_URL)
+        try:
+            for i, order_id in enumerate(order_ids):
+                assert group_residue(sync_redis, f"thread.{order_id}") != []
+                assert group_residue(sync_redis, f"user.seller-burst-{i}") != []
+                assert await redis.zcard(conn_key(f"seller-burst-{i}")) == per_seller
+            assert len(channel_residue(sync_redis)) >= BURST_CONNECTIONS
+        finally:
+            sync_redis.close()
 
         # One message per thread reaches every one of the 1,000 sockets.
         buyer = await ChatClient.open(servers[0].ws_url, token_for("buyer-burst"))
@@ -199,15 +206,19 @@ async def test_burst_of_1000_connects_gets_hello_and_pushes_and_leaves_nothing_i
         await buyer.close()
         buyer = None
 
-        # Every disconnect handler ran: no group member and no connection entry is left.
-        patterns = (f"{settings.REDIS_PREFIX}:asgi:group:*", f"{settings.REDIS_PREFIX}:conn:*")
-
+        # Every disconnect handler ran: no group member, no socket channel and no
+        # connection entry is left.
         async def left_in_redis() -> dict[str, int]:
-            return {
+            left = {
                 key.decode(): await redis.zcard(key)
-                for pattern in patterns
-                async for key in redis.scan_iter(match=pattern, count=1000)
+                async for key in redis.scan_iter(match=f"{settings.REDIS_PREFIX}:conn:*", count=1000)
             }
+            sync_redis = SyncRedis.from_url(settings.REDIS_URL)
+            try:
+                left.update(dict.fromkeys(group_residue(sync_redis) + channel_residue(sync_redis), 1))
+            finally:
+                sync_redis.close()
+            return left
 
         await wait_until(left_in_redis, {}, timeout=CLEANUP_WAIT_S)
         assert all(s.alive for s in servers)
