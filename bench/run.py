@@ -210,7 +210,7 @@ class Bench:
                                f"{bc['counters']['handshake_errors']}"]),
                 Row(s, "server memory per socket", "KB", round(sm / 1024, 1), round(bm / 1024, 1)),
                 Row(s, f"idle CPU over {self.size.idle_hold_s:.0f} s", "% of a core",
-                    round(100 * sh["cpu"][side], 1), round(100 * bh["cpu"]["baseline"], 1)),
+                    round(100 * sh["cpu"]["service"], 1), round(100 * bh["cpu"]["baseline"], 1)),
                 Row(s, "sockets dropped while held", "sockets", sh["dropped"] + (sockets - sh["connected"]),
                     bh["dropped"] + (sockets - bh["connected"])),
             ]

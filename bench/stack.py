@@ -55,12 +55,17 @@ def raise_open_files_limit(wanted: int = 65536) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-def cpu_seconds(pid: int) -> float | None:
+def cpu_seconds(pid: int, *, reaped_children: bool = False) -> float | None:
+    """utime + stime of ``pid`` (+ that of its exited, reaped children: PostgreSQL's
+    backends come and go, and their time lands on the postmaster)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return None
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / CLOCK_TICKS
 
 
 def rss_bytes(pid: int) -> int | None:
@@ -70,12 +75,12 @@ def rss_bytes(pid: int) -> int | None:
         return None
 
 
-def pids_named(name: str) -> list[int]:
+def pids_named(name: str, *, cmdline_has: str = "") -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "comm").read_text().strip() == name:
+                if (entry / "comm").read_text().strip() == name and cmdline_has in (entry / "cmdline").read_text():
                     pids.append(int(entry.name))
             except (FileNotFoundError, ProcessLookupError, PermissionError):
                 continue
@@ -253,14 +258,17 @@ class Stack:
         for process in self.processes:
             if process.alive:
                 groups.setdefault(process.group, []).append(process.popen.pid)
-        groups["redis"] = pids_named("redis-server")
+        # The bench's Redis (other redis-servers on the machine are not ours) and every
+        # PostgreSQL process (the postmaster counts its exited backends).
+        groups["redis"] = pids_named("redis-server", cmdline_has=f":{urlsplit(self.redis_url).port or 6379}")
         groups["postgres"] = pids_named("postgres")
         for name, pid in (extra_pids or {}).items():
             groups[name] = [pid]
         cpu: dict[str, float] = {}
         rss: dict[str, int] = {}
         for group, pids in groups.items():
-            cpu[group] = sum(c for c in map(cpu_seconds, pids) if c is not None)
+            times = (cpu_seconds(pid, reaped_children=group == "postgres") for pid in pids)
+            cpu[group] = sum(c for c in times if c is not None)
             rss[group] = sum(r for r in map(rss_bytes, pids) if r is not None)
         return Sample(time.monotonic(), cpu, rss)
 

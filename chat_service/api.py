@@ -21,7 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from chat_service.errors import BadRequest, ChatError, Forbidden, Internal, TooLarge, Unauthorized
 from chat_service.identity import Identity, TokenError, identity_from_request
-from chat_service.protocol import MAX_SEQ
+from chat_service.protocol import MAX_SEQ, has_lone_surrogate
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,8 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
         raise BadRequest("The body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.")
+    if b"\\u" in raw and has_lone_surrogate(body):  # could be neither stored nor echoed
+        raise BadRequest("Text must be valid Unicode: a \\u escape spells a lone surrogate.")
     return body
 
 

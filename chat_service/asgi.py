@@ -5,12 +5,45 @@ and session (same-site pages), identity (token or session), then the consumer.
 """
 
 import os
+from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chat_service.settings")
 
-from django.core.asgi import get_asgi_application  # noqa: E402
+import django  # noqa: E402
+from asgiref.sync import sync_to_async  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler  # noqa: E402
+from django.db import connections  # noqa: E402
 
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)  # what get_asgi_application() does before making the handler
+
+
+class RequestConnectionsASGIHandler(ASGIHandler):
+    """Django's ASGI handler, closing the request's database connections when it ends.
+
+    Under ASGI each HTTP request runs its sync code on a thread of its own (Django's
+    ThreadSensitiveContext), so a persistent connection (CONN_MAX_AGE) is never reused:
+    it lingers, idle, until the dead thread's objects are collected. Under concurrent
+    requests a few processes so exhausted PostgreSQL's max_connections ("too many
+    clients", answered 500; tests/resilience/test_bridge_webhook_live.py). Closing in
+    the request's own thread, after the response, keeps one connection per request in
+    flight. Sockets are unaffected: their database work runs on long-lived threads.
+    """
+
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await super().handle(scope, receive, send)
+        finally:
+            # Still inside the request's ThreadSensitiveContext: the thread the view used.
+            await sync_to_async(_close_request_connections, thread_sensitive=True)()
+
+
+def _close_request_connections() -> None:
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:  # never under a test's wrapping transaction
+            conn.close()
+
+
+django_asgi_app = RequestConnectionsASGIHandler()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402

@@ -91,6 +91,30 @@ def seller_ids_field(value: Any) -> list[str]:
     return list(dict.fromkeys(value))
 
 
+def has_lone_surrogate(value: Any) -> bool:
+    """Whether a decoded JSON value holds a lone surrogate (U+D800-U+DFFF) in any string or key.
+
+    JSON's ``\\u`` escapes can spell one (``"\\ud800"``), but such text has no UTF-8 form:
+    PostgreSQL could not store it and Daphne could not send it back (a reply echoes its
+    ``ref``), so it must be refused as ``bad_request`` before anything else sees it.
+    Iterative, so any depth json.loads accepted is walked without recursion."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def read_seq_field(payload: dict[str, Any]) -> int:
     seq = _seq(payload, "seq", required=True)
     assert seq is not None
@@ -285,8 +309,10 @@ def parse_frame(text: str | None, data: bytes | None, limits: Limits) -> Command
     if not isinstance(frame, dict):
         raise FrameError(BadRequest("A frame must be a JSON object."), None)
     ref = frame.get("ref")
-    if ref is not None and (not isinstance(ref, str) or len(ref) > MAX_REF_LENGTH):
+    if ref is not None and (not isinstance(ref, str) or len(ref) > MAX_REF_LENGTH or has_lone_surrogate(ref)):
         raise FrameError(BadRequest(f"ref must be a string of at most {MAX_REF_LENGTH} characters."), None)
+    if "\\u" in text and has_lone_surrogate(frame):  # only an escape can spell one
+        raise FrameError(BadRequest("Text must be valid Unicode: a \\u escape spells a lone surrogate."), ref)
     frame_type = frame.get("type")
     if not isinstance(frame_type, str):
         raise FrameError(BadRequest("type is required and must be a string."), ref)

@@ -42,14 +42,23 @@ def order_locked_by_system(*, order_id: str) -> tuple[Order, Thread]:
 
 def offer_locked(*, offer_id: str, user_id: str) -> tuple[Offer, Locked]:
     order_id = _parent_order_id(Offer, offer_id)
-    locked = order_locked(order_id=order_id, user_id=user_id)
+    locked = _child_order_locked(Offer, order_id=order_id, user_id=user_id)
     return Offer.objects.select_for_update().get(pk=offer_id), locked
 
 
 def dispute_locked(*, dispute_id: str, user_id: str) -> tuple[Dispute, Locked]:
     order_id = _parent_order_id(Dispute, dispute_id)
-    locked = order_locked(order_id=order_id, user_id=user_id)
+    locked = _child_order_locked(Dispute, order_id=order_id, user_id=user_id)
     return Dispute.objects.select_for_update().get(pk=dispute_id), locked
+
+
+def _child_order_locked(model: type[Offer] | type[Dispute], *, order_id: str, user_id: str) -> Locked:
+    """order_locked for an offer's or dispute's order. To anyone but its parties the offer
+    (dispute) does not exist: the answer of an id never used, so ids cannot be probed."""
+    try:
+        return order_locked(order_id=order_id, user_id=user_id)
+    except NotFound:
+        raise NotFound(f"There is no {model.__name__.lower()} with that id for you.") from None
 
 
 def _parent_order_id(model: type[Offer] | type[Dispute], pk: str) -> str:

@@ -41,7 +41,7 @@ def test_debug_off_with_real_secrets_starts_on_postgres_and_redis(tmp_path):
         SECRET_KEY="s" * 40, CHAT_TOKEN_SECRET="t" * 40, BRIDGE_SECRET="u" * 40,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["False", "django.db.backends.postgresql", "channels_redis.core.RedisChannelLayer"]
+    assert result.stdout.split() == ["False", "django.db.backends.postgresql", "chat_service.layers.ChatPubSubLayer"]
 
 
 def test_malformed_numbers_name_the_variable(tmp_path):
@@ -75,3 +75,13 @@ def test_bridge_secrets_come_from_the_environment(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["u" * 40, "v" * 40, "120"]
+
+
+def test_the_core_layer_can_be_chosen_and_a_wrong_layer_is_named(tmp_path):
+    production = {"DATABASE_URL": "postgres://postgres@127.0.0.1/test", "REDIS_URL": "redis://127.0.0.1:6379/0",
+                  "SECRET_KEY": "s" * 40, "CHAT_TOKEN_SECRET": "t" * 40, "BRIDGE_SECRET": "u" * 40}
+    result = load_settings(tmp_path, CHANNEL_LAYER="core", **production)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[2] == "channels_redis.core.RedisChannelLayer"
+    result = load_settings(tmp_path, CHANNEL_LAYER="rabbit", **production)
+    assert result.returncode != 0 and "CHANNEL_LAYER" in result.stderr
