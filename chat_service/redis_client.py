@@ -22,6 +22,9 @@ _CLIENT_OPTIONS = {
     "socket_timeout": 5,  # our own commands never block server-side
     "socket_connect_timeout": 5,
     "health_check_interval": 30,
+    # A pooled connection that died with a Redis restart fails its next command; retry it
+    # once on a new connection (see the channel layer's hosts in settings).
+    "retry_on_error": [redis.exceptions.ConnectionError],
 }
 
 
