@@ -51,6 +51,13 @@ log = logging.getLogger(__name__)
 CATCH_UP_PAGE = 200
 
 
+def _connected(*, user_id: str, email: str | None) -> tuple[set[str], int]:
+    """The database side of a connect, in one trip to the database pool: record the
+    connection (notifications), read the user's mutes and unread total."""
+    muted = notifications.notification_profile_connected(user_id=user_id, email=email)
+    return muted, selectors.unread_total_for_user(user_id=user_id)
+
+
 class ChatConsumer(AsyncWebsocketConsumer):
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -116,10 +123,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         await self.channel_layer.group_add(fanout.user_group(self.user_id), self.channel_name)
         # After joining the user group: a mute changed meanwhile arrives afterwards.
-        self.muted = await db_call(
-            notifications.notification_profile_connected, user_id=self.user_id, email=self.identity.email
-        )
-        unread_total = await db_call(selectors.unread_total_for_user, user_id=self.user_id)
+        self.muted, unread_total = await db_call(_connected, user_id=self.user_id, email=self.identity.email)
         get_supervisor().register(self)
         self.supervised = True
         self.ready = True
