@@ -201,7 +201,9 @@ class Stack:
                 process_env["DJANGO_SETTINGS_MODULE"] = "bench.baseline.settings"
             started.append(self._spawn(
                 f"{group}-{i + 1}", group,
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                # As the Procfile: a listen backlog a reconnect storm does not overflow
+                # (Twisted's default is 50). The baseline gets the same.
+                [sys.executable, "-m", "daphne", "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=4096",
                  "--websocket-max-message-size", str(MAX_MESSAGE_BYTES), app],
                 process_env, port,
             ))
