@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -58,7 +59,7 @@ def _run(func: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) 
     # it, so a PostgreSQL restart costs at most the calls already in flight.
     checked = getattr(_local, "checked_at", None)
     now = time.monotonic()
-    if checked is None or now - checked >= CHECK_EVERY_S:
+    if checked is None or now - checked >= CHECK_EVERY_S or _hung_up():
         close_old_connections()
         _local.checked_at = now
     try:
@@ -66,6 +67,23 @@ def _run(func: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) 
     finally:
         if connection.connection is not None and connection.errors_occurred:
             close_old_connections()
+
+
+def _hung_up() -> bool:
+    """Whether this thread's idle PostgreSQL connection has something to read. The server
+    sends an idle connection nothing unless it ends it (a restart sends FATAL and closes),
+    so then the next query would fail: the check above must run now, not within the second.
+    Without this, requests made right after a restart failed on connections that died
+    unused (tests/resilience/test_faults_postgres.py). A poll costs no round trip."""
+    raw = connection.connection
+    if raw is None or connection.vendor != "postgresql":
+        return False
+    try:
+        poller = select.poll()  # not select.select: a busy process's descriptors pass 1024
+        poller.register(raw.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+    except Exception:  # noqa: BLE001 - a closed or broken connection: let the check decide
+        return True
 
 
 async def db_call(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
