@@ -202,9 +202,10 @@ class Stack:
             started.append(self._spawn(
                 f"{group}-{i + 1}", group,
                 # As the Procfile: a listen backlog a reconnect storm does not overflow
-                # (Twisted's default is 50). The baseline gets the same.
+                # (Twisted's default is 50) and 20 s for the app to accept (Daphne's 5 s
+                # rejects sockets in a storm). The baseline gets the same.
                 [sys.executable, "-m", "daphne", "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=4096",
-                 "--websocket-max-message-size", str(MAX_MESSAGE_BYTES), app],
+                 "--websocket_connect_timeout", "20", "--websocket-max-message-size", str(MAX_MESSAGE_BYTES), app],
                 process_env, port,
             ))
         for process in started:
