@@ -1,6 +1,7 @@
 # The two commands a newcomer needs:
 #   make demo   run the service with demo data on the embedded default (SQLite, one process)
 #   make test   set up everything and run the whole test suite on real PostgreSQL and Redis
+#               (the heavy scenarios run on their own: make test-heavy)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -11,9 +12,9 @@ STAMP  := $(VENV)/.installed
 demo: $(STAMP)
 	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py demo
 
-test: $(STAMP)
+test: $(STAMP)  ## everything but the heavy scenarios (those: make test-heavy)
 	bash .ci/services
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not heavy"
 
 test-fast: $(STAMP)   ## no real daphne processes, no heavy scenarios
 	bash .ci/services
