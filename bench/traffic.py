@@ -122,7 +122,49 @@ def origin_of(url: str) -> str:
     return f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
 
 
-class ServicePeer:
+class _Peer:
+    """What both kinds of peer share: a reconnecting task, stop, and a network-style drop.
+    Subclasses set the attributes below in __init__ and implement ``_run``."""
+
+    _socket: Any
+    _task: asyncio.Task[None] | None
+    _stopping: bool
+    synced_at: float | None
+    jitter_s: float
+
+    def start(self, *, immediately: bool = True) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(immediately))
+
+    async def _run(self, immediately: bool) -> None:
+        raise NotImplementedError
+
+    async def _backoff(self, attempt: int) -> None:
+        # Full jitter, growing with failures: a storm spreads out instead of hammering the
+        # servers in lockstep.
+        await asyncio.sleep(random.uniform(0, min(RECONNECT_BACKOFF_MAX_S, self.jitter_s * 2**attempt)))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._socket is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._socket.close(), 5)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    def drop(self) -> None:
+        """Cut the TCP connection without a closing handshake, as a network failure does."""
+        if self._socket is not None and self._socket.transport is not None:
+            self.synced_at = None
+            self._socket.transport.abort()
+
+    @property
+    def synced(self) -> bool:
+        return self.synced_at is not None
+
+
+class ServicePeer(_Peer):
     """One user's socket on one thread, with the widget's reconnect/rejoin/resend behaviour."""
 
     def __init__(self, urls: list[str], party: Party, order_id: str, *, counters: Counters,
@@ -147,34 +189,12 @@ class ServicePeer:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
-    # --- lifecycle -----------------------------------------------------------------------
-    def start(self, *, immediately: bool = True) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(immediately))
-
-    async def stop(self) -> None:
-        self._stopping = True
-        if self._socket is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._socket.close(), 5)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-
-    def drop(self) -> None:
-        """Cut the TCP connection without a closing handshake, as a network failure does."""
-        if self._socket is not None and self._socket.transport is not None:
-            self.synced_at = None
-            self._socket.transport.abort()
-
     async def _run(self, immediately: bool) -> None:
         attempt = 0
         first = immediately
         while not self._stopping:
             if not first:
-                # Full jitter, growing with failures: a storm spreads out instead of
-                # hammering the servers in lockstep.
-                await asyncio.sleep(random.uniform(0, min(RECONNECT_BACKOFF_MAX_S, self.jitter_s * 2**attempt)))
+                await self._backoff(attempt)
             first = False
             url = self.urls[(self.connects + attempt) % len(self.urls)]
             try:
@@ -313,12 +333,9 @@ class ServicePeer:
             await asyncio.sleep(reply["error"].get("retry_after_s") or 0.5)
         return None
 
-    @property
-    def synced(self) -> bool:
-        return self.synced_at is not None
 
 
-class BaselinePeer:
+class BaselinePeer(_Peer):
     """A socket of the tutorial chat in room ``room``: records the message ids it receives."""
 
     def __init__(self, base_url: str, room: str, user_id: str, *, counters: Counters,
@@ -337,30 +354,12 @@ class BaselinePeer:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
-    def start(self, *, immediately: bool = True) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(immediately))
-
-    async def stop(self) -> None:
-        self._stopping = True
-        if self._socket is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._socket.close(), 5)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-
-    def drop(self) -> None:
-        if self._socket is not None and self._socket.transport is not None:
-            self.synced_at = None
-            self._socket.transport.abort()
-
     async def _run(self, immediately: bool) -> None:
         attempt = 0
         first = immediately
         while not self._stopping:
             if not first:
-                await asyncio.sleep(random.uniform(0, min(RECONNECT_BACKOFF_MAX_S, self.jitter_s * 2**attempt)))
+                await self._backoff(attempt)
             first = False
             try:
                 socket = await websockets.connect(self.url, origin=origin_of(self.url), open_timeout=OPEN_TIMEOUT_S,
@@ -403,9 +402,6 @@ class BaselinePeer:
         self.sent.append(message_id)
         return 0
 
-    @property
-    def synced(self) -> bool:
-        return self.synced_at is not None
 
 
 # --- audit -------------------------------------------------------------------------------
