@@ -198,7 +198,7 @@ class Bench:
                 # closed, so a process that held the previous count would hide the growth.
                 for side in ("service", "baseline"):
                     stack.stop_group(side)
-                    stack.start_daphne(processes, baseline=side == "baseline")
+                    stack.start_daphne(processes, side=side)
             results = {}
             for side in ("service", "baseline"):
                 before = stack.sample().rss[side]
@@ -335,9 +335,9 @@ class Bench:
             connections.close_all()  # the database is about to be dropped and created again
             stack.create_database()
             try:
-                stack.start_daphne(processes)
+                stack.start_daphne(processes, side="service")
                 stack.start_worker()
-                stack.start_daphne(processes, baseline=True)
+                stack.start_daphne(processes, side="baseline")
                 for name in live:
                     print(f"-- {name}", flush=True)
                     getattr(self, {"S0": "s0_idle", "S1": "s1_chat", "S2": "s2_presence", "S3": "s3_storm"}[name])(

@@ -9,6 +9,10 @@
   (DEBUG off, PostgreSQL, the Redis layer), and the worker (``manage.py worker``);
 * N daphne processes of the baseline (``bench.baseline.asgi``) on the same Redis.
 
+Every daphne runs the Procfile's ``web`` command (``chat_service.serving.web_argv``): the
+same listen backlog, connect timeout, frame cap and proxy-header handling as production,
+only the port and the ASGI application differ. Nothing here writes Daphne's flags.
+
 ``Stack.sample()`` reads /proc for the CPU seconds and RSS of each process group (service,
 baseline, worker, redis-server, postgres) so that a scenario can say how much each used
 over a window.
@@ -28,12 +32,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from chat_service import serving
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/bench_chat"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-MAX_MESSAGE_BYTES = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """What distinguishes the daphne processes of one side: the ASGI application, its
+    Django settings and the path its websockets live under."""
+
+    application: str
+    settings: str
+    ws_path: str
+
+
+SERVERS = {
+    "service": Server(serving.APPLICATION, "chat_service.settings", "/ws/"),
+    "baseline": Server("bench.baseline.asgi:application", "bench.baseline.settings", "/ws/"),
+}
+
 SECRETS = {
     # Not the dev defaults (DEBUG off refuses those), not secret either: loopback only.
     "SECRET_KEY": "bench-secret-key-not-for-production-0123456789",
@@ -190,24 +212,18 @@ class Stack:
         self.processes.append(process)
         return process
 
-    def start_daphne(self, count: int, *, baseline: bool = False, **env: str) -> list[Process]:
-        app = "bench.baseline.asgi:application" if baseline else "chat_service.asgi:application"
-        group = "baseline" if baseline else "service"
+    def start_daphne(self, count: int, *, side: str = "service", **env: str) -> list[Process]:
+        """``count`` daphne processes of ``side`` (a key of SERVERS), in process group
+        ``side``, each on a free port with the Procfile's flags; returns once all answer
+        ``/healthz``."""
+        server = SERVERS[side]
         started = []
         for i in range(count):
             port = free_port()
             process_env = self.env(**env)
-            if baseline:
-                process_env["DJANGO_SETTINGS_MODULE"] = "bench.baseline.settings"
-            started.append(self._spawn(
-                f"{group}-{i + 1}", group,
-                # As the Procfile: a listen backlog a reconnect storm does not overflow
-                # (Twisted's default is 50) and 20 s for the app to accept (Daphne's 5 s
-                # rejects sockets in a storm). The baseline gets the same.
-                [sys.executable, "-m", "daphne", "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=4096",
-                 "--websocket_connect_timeout", "20", "--websocket-max-message-size", str(MAX_MESSAGE_BYTES), app],
-                process_env, port,
-            ))
+            process_env["DJANGO_SETTINGS_MODULE"] = server.settings
+            argv = serving.web_argv(port=port, application=server.application)
+            started.append(self._spawn(f"{side}-{i + 1}", side, argv, process_env, port))
         for process in started:
             self.wait_healthy(process)
         return started
@@ -252,8 +268,9 @@ class Stack:
         finally:
             client.close()
 
-    def ws_urls(self, group: str) -> list[str]:
-        return [f"ws://127.0.0.1:{p.port}/ws/" for p in self.processes if p.group == group]
+    def ws_urls(self, side: str) -> list[str]:
+        """The websocket base URL of each daphne process of ``side``."""
+        return [f"ws://127.0.0.1:{p.port}{SERVERS[side].ws_path}" for p in self.processes if p.group == side]
 
     # --- measurement ---------------------------------------------------------------------
     def sample(self, extra_pids: dict[str, int] | None = None) -> Sample:
