@@ -2,12 +2,12 @@
 
     python -m bench.loadgen PLAN.json
 
-``PLAN.json`` (written by bench/run.py) names the scenario, the side (``service`` or
-``baseline``), the WebSocket URLs and the users with their tokens. The generator prints
-one JSON object per line on stdout: markers that let the orchestrator sample the servers'
-CPU over exactly the window measured (``{"event": "window_start", ...}`` /
-``"window_end"``), and a final ``{"event": "done", ...}`` with what the peers saw. It is
-bounded in time by the plan and exits by itself.
+``PLAN.json`` (written by bench/run.py) names the scenario, the side (``service``,
+``baseline`` or ``floor``), the WebSocket URLs and the users with their tokens. The
+generator prints one JSON object per line on stdout: markers that let the orchestrator
+sample the servers' CPU over exactly the window measured (``{"event": "window_start",
+...}`` / ``"window_end"``), and a final ``{"event": "done", ...}`` with what the peers
+saw. It is bounded in time by the plan and exits by itself.
 
 Its own CPU is reported per window (``loadgen_cpu``, in cores): a window where it was
 at least ``LOADGEN_BOUND`` busy, or could not keep the asked send rate, measured the
@@ -29,6 +29,7 @@ import websockets
 from bench.traffic import (
     BaselinePeer,
     Counters,
+    FloorPeer,
     Latencies,
     Party,
     ServicePeer,
@@ -64,7 +65,8 @@ class Window:
 
 def make_peers(plan: dict[str, Any], counters: Counters, latencies: Latencies, *,
                jitter_s: float = 1.0) -> tuple[list[ThreadPlan], dict[str, tuple[Any, Any]]]:
-    """Two peers per thread: (buyer, seller), on the servers' URLs round-robin."""
+    """Two peers per thread: (buyer, seller), on the servers' URLs round-robin (the
+    floor's by a hash of the thread: its rooms do not cross processes, see FloorPeer)."""
     threads = [ThreadPlan.from_dict(t) for t in plan["threads"]]
     urls = plan["urls"]
     peers: dict[str, tuple[Any, Any]] = {}
@@ -77,9 +79,12 @@ def make_peers(plan: dict[str, Any], counters: Counters, latencies: Latencies, *
             if plan["side"] == "service":
                 pair.append(ServicePeer(url_order, party, thread.order_id, counters=counters,
                                         latencies=latencies, jitter_s=jitter_s))
-            else:
+            elif plan["side"] == "baseline":
                 pair.append(BaselinePeer(url_order[0], thread.order_id, party.user_id, counters=counters,
                                          latencies=latencies, jitter_s=jitter_s))
+            else:
+                pair.append(FloorPeer(urls, thread.order_id, party.user_id, counters=counters,
+                                      latencies=latencies, jitter_s=jitter_s))
         peers[thread.order_id] = (pair[0], pair[1])
     return threads, peers
 

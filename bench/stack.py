@@ -7,15 +7,17 @@
 * a Redis key prefix of its own on the machine's Redis (deleted at the end);
 * N daphne processes of the service (``chat_service.asgi``), configured as production
   (DEBUG off, PostgreSQL, the Redis layer), and the worker (``manage.py worker``);
-* N daphne processes of the baseline (``bench.baseline.asgi``) on the same Redis.
+* N daphne processes of the baseline (``bench.baseline.asgi``) on the same Redis;
+* N daphne processes of the floor (``bench.floor.asgi``, a bare broadcast: no Django, no
+  Redis, no database).
 
 Every daphne runs the Procfile's ``web`` command (``chat_service.serving.web_argv``): the
 same listen backlog, connect timeout, frame cap and proxy-header handling as production,
 only the port and the ASGI application differ. Nothing here writes Daphne's flags.
 
 ``Stack.sample()`` reads /proc for the CPU seconds and RSS of each process group (service,
-baseline, worker, redis-server, postgres) so that a scenario can say how much each used
-over a window.
+baseline, floor, worker, redis-server, postgres) so that a scenario can say how much each
+used over a window.
 """
 
 from __future__ import annotations
@@ -44,16 +46,17 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 @dataclass(frozen=True, slots=True)
 class Server:
     """What distinguishes the daphne processes of one side: the ASGI application, its
-    Django settings and the path its websockets live under."""
+    Django settings (None: it uses none) and the path its websockets live under."""
 
     application: str
-    settings: str
+    settings: str | None
     ws_path: str
 
 
 SERVERS = {
     "service": Server(serving.APPLICATION, "chat_service.settings", "/ws/"),
     "baseline": Server("bench.baseline.asgi:application", "bench.baseline.settings", "/ws/"),
+    "floor": Server("bench.floor.asgi:application", None, "/floor/"),
 }
 
 SECRETS = {
@@ -221,7 +224,10 @@ class Stack:
         for i in range(count):
             port = free_port()
             process_env = self.env(**env)
-            process_env["DJANGO_SETTINGS_MODULE"] = server.settings
+            if server.settings is None:
+                process_env.pop("DJANGO_SETTINGS_MODULE")
+            else:
+                process_env["DJANGO_SETTINGS_MODULE"] = server.settings
             argv = serving.web_argv(port=port, application=server.application)
             started.append(self._spawn(f"{side}-{i + 1}", side, argv, process_env, port))
         for process in started:

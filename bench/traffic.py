@@ -13,7 +13,9 @@ pushes, in arrival order), so that ``StreamAudit`` can say, against the stored l
 was lost, duplicated or out of order.
 
 A ``BaselinePeer`` is a socket of the baseline (bench/baseline/, the Channels tutorial's
-chat): no seq, no ack, no replay; it records the message ids it receives.
+chat), a ``FloorPeer`` one of the floor (bench/floor/, a bare broadcast on Daphne); both
+speak ``{"message": "<user_id>:<id>"}`` frames: no seq, no ack, no replay; they record
+the message ids they receive and send.
 
 Latency is measured from the moment a sender hands a message to its socket to the moment
 the other party's socket receives it; both ends live in the same process, so one clock.
@@ -28,6 +30,7 @@ import json
 import random
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,7 +126,7 @@ def origin_of(url: str) -> str:
 
 
 class _Peer:
-    """What both kinds of peer share: a reconnecting task, stop, and a network-style drop.
+    """What every kind of peer shares: a reconnecting task, stop, and a network-style drop.
     Subclasses set the attributes below in __init__ and implement ``_run``."""
 
     _socket: Any
@@ -335,12 +338,14 @@ class ServicePeer(_Peer):
 
 
 
-class BaselinePeer(_Peer):
-    """A socket of the tutorial chat in room ``room``: records the message ids it receives."""
+class _RoomPeer(_Peer):
+    """A socket of a room chat that relays ``{"message": "<user_id>:<id>"}`` frames (the
+    baseline and the floor speak the same): no seq, no ack, no replay; it records the
+    message ids it receives and sends. Subclasses choose the URL."""
 
-    def __init__(self, base_url: str, room: str, user_id: str, *, counters: Counters,
-                 latencies: Latencies, jitter_s: float = 1.0) -> None:
-        self.url = f"{base_url}chat/{room}/"
+    def __init__(self, url: str, user_id: str, *, counters: Counters, latencies: Latencies,
+                 jitter_s: float = 1.0) -> None:
+        self.url = url
         self.user_id = user_id
         self.counters = counters
         self.latencies = latencies
@@ -373,7 +378,7 @@ class BaselinePeer(_Peer):
             attempt = 0
             self.connects += 1
             self._socket = socket
-            self.synced_at = now()  # the tutorial has nothing to resync: joined = accepted
+            self.synced_at = now()  # a room has nothing to resync: joined = accepted
             self.connected.set()
             try:
                 async for raw in socket:
@@ -390,7 +395,7 @@ class BaselinePeer(_Peer):
                     self.counters.closed(socket.close_code)
 
     async def send(self, body: str = "", *, client_msg_id: str | None = None, give_up_after_s: float = 0) -> int | None:
-        """Fire and forget, as the tutorial does (no ack exists)."""
+        """Fire and forget (no ack exists)."""
         message_id = f"{self.user_id}:{client_msg_id or uuid.uuid4().hex}"
         if not self.connected.is_set():
             return None
@@ -402,6 +407,27 @@ class BaselinePeer(_Peer):
         self.sent.append(message_id)
         return 0
 
+
+class BaselinePeer(_RoomPeer):
+    """A socket of the tutorial chat in room ``room``, on the server at ``base_url``."""
+
+    def __init__(self, base_url: str, room: str, user_id: str, *, counters: Counters,
+                 latencies: Latencies, jitter_s: float = 1.0) -> None:
+        super().__init__(f"{base_url}chat/{room}/", user_id, counters=counters, latencies=latencies,
+                         jitter_s=jitter_s)
+
+
+class FloorPeer(_RoomPeer):
+    """A socket of the floor (bench/floor/, a bare broadcast on Daphne) in room ``room``.
+
+    The floor's rooms are process-local, so every socket of a room must reach the same
+    server: the server is ``base_urls[crc32(room) % len(base_urls)]``, the same for every
+    peer and every run given the same list."""
+
+    def __init__(self, base_urls: list[str], room: str, user_id: str, *, counters: Counters,
+                 latencies: Latencies, jitter_s: float = 1.0) -> None:
+        base_url = base_urls[zlib.crc32(room.encode()) % len(base_urls)]
+        super().__init__(f"{base_url}{room}/", user_id, counters=counters, latencies=latencies, jitter_s=jitter_s)
 
 
 # --- audit -------------------------------------------------------------------------------
