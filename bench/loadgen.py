@@ -11,7 +11,8 @@ saw. It is bounded in time by the plan and exits by itself.
 
 Its own CPU is reported per window (``loadgen_cpu``, in cores): a window where it was
 at least ``LOADGEN_BOUND`` busy, or could not keep the asked send rate, measured the
-generator rather than the servers, and the orchestrator discards it.
+generator rather than the servers, and the orchestrator discards it. S1 stops climbing
+at such a window, as it does past the knee: the knee search ends there either way.
 """
 
 from __future__ import annotations
@@ -177,13 +178,17 @@ async def chat(plan: dict[str, Any]) -> None:
         undelivered = len(latencies.sent_at)
         latencies.sent_at.clear()
         achieved = sent / max(send_wall, 1e-9)
-        emit("window_end", name=f"rate {rate}", rate=rate, sent=sent, achieved_rate=round(achieved, 1),
-             undelivered=undelivered, unacked=len(in_flight), **percentiles(samples), **lg,
-             loadgen_bound=lg["loadgen_cpu"] >= LOADGEN_BOUND or achieved < RATE_SHORTFALL * rate,
-             counters=_counters(counters))
         stats = percentiles(samples)
+        bound = lg["loadgen_cpu"] >= LOADGEN_BOUND or achieved < RATE_SHORTFALL * rate
+        # delivered: messages of this window the other party received (each once), the
+        # denominator of the servers' CPU per message over the window.
+        emit("window_end", name=f"rate {rate}", rate=rate, sent=sent, achieved_rate=round(achieved, 1),
+             delivered=len(samples), undelivered=undelivered, unacked=len(in_flight), **stats, **lg,
+             loadgen_bound=bound, counters=_counters(counters))
         if undelivered or (stats["p99_ms"] or 0) > plan.get("stop_above_ms", 1000):
             break  # past the knee: higher rates only queue more
+        if bound:
+            break  # higher rates would measure the generator even more
     # Let the last messages land, then report what every socket saw.
     await asyncio.sleep(plan.get("settle_s", 3))
     await stop_all(all_peers)

@@ -118,10 +118,14 @@ class Sample:
     cpu: dict[str, float]  # group -> CPU seconds so far
     rss: dict[str, int]  # group -> bytes now
 
+    def cpu_seconds_since(self, earlier: Sample) -> dict[str, float]:
+        """CPU seconds used per group between two samples."""
+        return {group: round(self.cpu[group] - earlier.cpu.get(group, 0.0), 3) for group in self.cpu}
+
     def cpu_since(self, earlier: Sample) -> dict[str, float]:
         """CPU used per group between two samples, in cores (1.0 = one core busy)."""
         wall = max(1e-9, self.at - earlier.at)
-        return {group: round((self.cpu[group] - earlier.cpu.get(group, 0.0)) / wall, 3) for group in self.cpu}
+        return {group: round(seconds / wall, 3) for group, seconds in self.cpu_seconds_since(earlier).items()}
 
 
 @dataclass(eq=False)
@@ -300,6 +304,24 @@ class Stack:
 
     def group_pids(self, group: str) -> list[int]:
         return [p.popen.pid for p in self.processes if p.group == group and p.alive]
+
+    def wait_quiet(self, groups: tuple[str, ...], *, cores: float = 0.05, every_s: float = 0.5,
+                   timeout_s: float = 30.0) -> float | None:
+        """Wait until ``groups`` together use less than ``cores`` over ``every_s``: a run's
+        work goes on for a while after its load generator exits (its sockets are torn
+        down, the worker drains its queue), and that CPU would land in the next run's
+        first window. Returns the seconds waited, or None if they were still busy after
+        ``timeout_s``."""
+        started = time.monotonic()
+        earlier = self.sample()
+        while time.monotonic() - started < timeout_s:
+            time.sleep(every_s)
+            later = self.sample()
+            used = later.cpu_since(earlier)
+            if sum(used.get(group, 0.0) for group in groups) < cores:
+                return round(time.monotonic() - started, 1)
+            earlier = later
+        return None
 
 
 def database_url_with_name(url: str, name: str) -> str:
