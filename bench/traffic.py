@@ -8,7 +8,8 @@ right for tests of single exchanges and too slow for thousands of sockets per pr
 A ``ServicePeer`` is one user's socket joined to one order's thread. It behaves as the
 chat widget does: heartbeat pings, reconnect with jitter when the socket drops, rejoin
 with ``since_seq`` = the last seq it saw, and a ``message.send`` resent with the same
-``client_msg_id`` until acknowledged. It records every seq it is shown (join replay and
+``client_msg_id`` until acknowledged. It records every seq it is shown (join replay, the
+replies to its own messages (protocol 2: the sender's element of the stream) and
 pushes, in arrival order), so that ``StreamAudit`` can say, against the stored log, what
 was lost, duplicated or out of order.
 
@@ -188,6 +189,7 @@ class ServicePeer(_Peer):
         self._socket: Any = None
         self._refs = itertools.count(1)
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._sends: set[str] = set()  # refs of message.send in flight on this socket
         self._sync_target = 0
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -225,6 +227,7 @@ class ServicePeer(_Peer):
                     if not future.done():
                         future.set_exception(ConnectionError("socket closed"))
                 self._pending.clear()
+                self._sends.clear()
                 if not self._stopping:
                     self.counters.closed(socket.close_code)
 
@@ -271,7 +274,13 @@ class ServicePeer(_Peer):
                 if frame.get("order_id") == self.order_id:
                     self._event(frame["event"])
             elif kind == "reply":
-                future = self._pending.pop(frame.get("ref"), None)
+                ref = frame.get("ref")
+                # Protocol 2: the reply to this socket's own message is its element of the
+                # thread's stream (no thread.event follows for it), in this position.
+                if ref in self._sends and frame.get("ok") and not frame["data"].get("duplicate"):
+                    self._event(frame["data"]["event"])
+                self._sends.discard(ref)
+                future = self._pending.pop(ref, None)
                 if future is not None and not future.done():
                     future.set_result(frame)
             elif kind == "hello":
@@ -299,6 +308,8 @@ class ServicePeer(_Peer):
         ref = f"r{next(self._refs)}"
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[ref] = future
+        if frame_type == "message.send":
+            self._sends.add(ref)
         await socket.send(json.dumps({"type": frame_type, "ref": ref, **fields}))
         return await asyncio.wait_for(future, ACK_TIMEOUT_S)
 

@@ -9,6 +9,12 @@ Importable (tests and bench/ drive the service with it)::
 
 Command line: ``python -m chat_service.client --url ws://127.0.0.1:8000/ws/ --token T
 --order A1001`` joins the order's thread, prints what arrives and sends every line typed.
+
+Protocol 2 (docs/protocol.md): on a socket that joined a thread, the reply to its own
+``message.send`` is that socket's element of the thread's stream; no ``thread.event``
+follows for it. The client puts the reply's event into its frames as a ``thread.event``
+(marked ``"own": true``) where the reply arrived, so that ``next_frame("thread.event")``
+and ``frames()`` read every thread as the one ordered stream it is.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ class ChatClient:
         self.hello: Frame | None = None
         self._refs = itertools.count(1)
         self._pending: dict[str, asyncio.Future[Frame]] = {}
+        self._sends: dict[str, str] = {}  # ref of a message.send in flight -> its order id
+        self.joined: set[str] = set()  # threads joined on this socket
         self._frames: asyncio.Queue[Frame] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
@@ -79,6 +87,10 @@ class ChatClient:
             async for raw in self.socket:
                 frame = json.loads(raw)
                 ref = frame.get("ref") if frame.get("type") == "reply" else None
+                order_id = self._sends.pop(ref, None) if ref is not None else None
+                if order_id in self.joined and frame.get("ok") and not frame["data"].get("duplicate"):
+                    self._frames.put_nowait({"type": "thread.event", "order_id": order_id,
+                                             "event": frame["data"]["event"], "own": True})
                 future = self._pending.pop(ref, None) if ref is not None else None
                 if future is not None and not future.done():
                     future.set_result(frame)
@@ -101,17 +113,24 @@ class ChatClient:
         reply = await self.request_frame(frame_type, timeout=timeout, **fields)
         if not reply["ok"]:
             raise ClientError(reply["error"])
+        if frame_type == "thread.join":
+            self.joined.add(fields["order_id"])
+        elif frame_type == "thread.leave":
+            self.joined.discard(fields["order_id"])
         return reply["data"]
 
     async def request_frame(self, frame_type: str, *, timeout: float = 10, **fields: Any) -> Frame:
         ref = f"r{next(self._refs)}"
         future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
         self._pending[ref] = future
+        if frame_type == "message.send":
+            self._sends[ref] = fields.get("order_id", "")
         await self.socket.send(json.dumps({"type": frame_type, "ref": ref, **fields}))
         try:
             return await asyncio.wait_for(future, timeout)
         finally:
             self._pending.pop(ref, None)
+            self._sends.pop(ref, None)
 
     async def send_message(self, order_id: str, body: str, *, client_msg_id: str | None = None,
                            timeout: float = 10) -> dict[str, Any]:

@@ -1,104 +1,115 @@
-"""The WebSocket endpoint ``/ws/``: one ChatConsumer per socket.
+"""The WebSocket endpoint ``/ws/``: one ChatConsumer per socket, a plain ASGI application.
 
 Transport only: parse a frame, call one service or selector, frame the answer. The
 consumer never dies of a bad frame or of a bug in a handler: errors become reply/error
 frames and the socket stays open.
 
-Delivery invariant (see docs/architecture.md): for every joined thread the socket keeps
-``joined[order_id]`` = the last seq it delivered. An event is delivered only as cursor+1;
-a jump is filled from PostgreSQL first and anything at or below the cursor is dropped.
-So each socket sees each thread as one gapless, duplicate-free, ordered stream, whatever
-the channel layer drops or reorders.
+It reads its frames itself (one at a time, in order) and is handed its pushes by the
+process's hub (chat_service.broadcast), which calls ``deliver`` with envelopes whose
+frame text was encoded once by the publisher: no channel layer, queue or task per
+socket (docs/architecture.md, "How one message flows").
+
+Delivery invariant: every joined thread is a ``ThreadStream`` (chat_service.streams):
+the socket shows it as one gapless, duplicate-free, ordered stream, and the reply to
+the socket's own message.send is that stream's element for its event.
 
 Presence invariant: ``presence_versions[seller_id]`` = the version of the seller's state
-this socket last showed (snapshot or push); it holds exactly the visible sellers the
-socket is subscribed to, each in the group ``presence.<seller_id>``. A presence.changed
-is forwarded only when newer, so a repeated or reordered push never shows a stale state.
+this socket last showed (snapshot or push), for exactly the visible sellers it follows;
+a presence push is shown only when newer.
 
-Notification invariant: a ``notification.created`` message (sent to ``user.<id>`` by
-``event_append``'s hook) becomes a ``notification`` frame only on sockets that have not
-joined its thread (those get the ``thread.event``) and only if the thread is not in
-``muted``: loaded at connect after joining the user group, and kept current by the
-``notifications.mute_updated`` pushes that every mute change sends to that group.
+Counts (protocol 2, docs/protocol.md): a socket joined to a thread derives its unread
+changes from the thread's events and gets no unread.updated for them; any other socket
+of the user gets one frame per event: ``notification`` (which carries the counts) or,
+for a muted thread, ``unread.updated``. ``muted`` is loaded at connect, after the user's
+topic was subscribed, and kept current by the mute pushes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
+import uuid
+from functools import partial
 from typing import Any
 
-from channels.consumer import get_handler_name
-from channels.exceptions import StopConsumer
-from channels.generic.websocket import AsyncWebsocketConsumer
+import orjson
 from django.conf import settings
 from django.utils import timezone
 
 from chat_service import fanout, protocol, selectors, services
+from chat_service.admission import message_admission
+from chat_service.broadcast import Envelope, get_hub, presence_topic, thread_topic, user_topic
 from chat_service.closecodes import CloseCode
 from chat_service.db import db_call
 from chat_service.errors import BadRequest, ChatError, Internal, RateLimited
 from chat_service.identity import Identity
 from chat_service.notifications import services as notifications
-from chat_service.ratelimit import get_rate_limiter
+from chat_service.streams import ThreadStream
 from chat_service.supervisor import get_supervisor
 from orders_bridge import commands as commerce
 from presence import services as presence
 
 log = logging.getLogger(__name__)
 
-CATCH_UP_PAGE = 200
+ANSWERED = object()  # a handler that sent its reply itself
+# Names this process in its sockets' ids (``<process>!<socket>``): a connection entry in
+# the presence registry says which process holds it (logs, and the kill -9 tests).
+PROCESS_ID = uuid.uuid4().hex[:12]
+# Room left in a join reply for what the size estimate does not see (the has_more and
+# last_seq values growing by a few digits).
+REPLY_MARGIN_BYTES = 64
 
 
-def _connected(*, user_id: str, email: str | None) -> tuple[set[str], int]:
-    """The database side of a connect, in one trip to the database pool: record the
-    connection (notifications), read the user's mutes and unread total."""
-    muted = notifications.notification_profile_connected(user_id=user_id, email=email)
-    return muted, selectors.unread_total_for_user(user_id=user_id)
+class ChatConsumer:
+    @classmethod
+    def as_asgi(cls) -> Any:
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            await cls(scope, send).serve(receive)
 
+        return app
 
-class ChatConsumer(AsyncWebsocketConsumer):
-    # --- lifecycle ----------------------------------------------------------------------
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        """Route a message to its handler.
-
-        Unlike Channels' dispatch this does not close old database connections on every
-        message (a hop through the database thread per delivered event); every database
-        call goes through db.db_call, which does that itself. And a failing
-        handler is logged instead of killing the socket (channels#1068).
-        """
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            log.warning("no handler for %s", message.get("type"))
-            return
-        try:
-            await handler(message)
-        except StopConsumer:
-            raise
-        except Exception:  # noqa: BLE001
-            log.exception("handler %s failed user=%s", message.get("type"), getattr(self, "user_id", None))
-
-    async def websocket_connect(self, message: dict[str, Any]) -> None:
+    def __init__(self, scope: dict[str, Any], send: Any) -> None:
         chat = settings.CHAT
+        self.scope = scope
+        self._send = send
         self.limits = protocol.Limits(chat["MAX_FRAME_BYTES"], chat["MAX_BODY_CHARS"])
-        self.joined: dict[str, int] = {}
-        self.roles: dict[str, str] = {}
+        self.conn_id = f"{PROCESS_ID}!{uuid.uuid4().hex}"
+        self.user_id: str | None = None
+        self.streams: dict[str, ThreadStream] = {}
+        self.roles: dict[str, str] = {}  # order_id -> this user's role, once known
+        self.peers: dict[str, tuple[str, ...]] = {}  # order_id -> the other parties, once known
         self.typing_sent: dict[str, float] = {}
         self.presence_versions: dict[str, int] = {}
-        self.muted: set[str] = set()  # threads whose notification frames this user muted
+        self.muted: set[str] = set()
+        self.topics: set[str] = set()  # what this socket is subscribed to in the hub
         self.registered = False
         self.supervised = False
+        self.ready = False  # frames are served once the connect completed
+        self.closed = False
+        self.released = False
         self.last_received = time.monotonic()
-        self.conn_id = self.channel_name
-        self.ready = False  # frames are served once the setup below completed
-        # Serializes what this socket delivers (commands and their replies, pushed events)
-        # with the supervisor's periodic thread sync, which runs outside this consumer's
-        # one-message-at-a-time dispatch.
-        self.delivery_lock = asyncio.Lock()
+        self.token_expires_at: float | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    async def serve(self, receive: Any) -> None:
+        try:
+            while True:
+                message = await receive()
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    self.last_received = time.monotonic()
+                    if self.ready:
+                        await self.on_frame(message.get("text"), message.get("bytes"))
+                elif kind == "websocket.connect":
+                    await self.on_connect()
+                elif kind == "websocket.disconnect":
+                    return
+        finally:
+            await self._release()
+
+    async def on_connect(self) -> None:
         identity: Identity | None = self.scope.get("identity")
-        await self.accept()
+        await self._send({"type": "websocket.accept"})
         if identity is None:
             expired = self.scope.get("identity_error") == "expired"
             await self.close_with(CloseCode.TOKEN_EXPIRED if expired else CloseCode.UNAUTHORIZED)
@@ -113,64 +124,44 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close_with(CloseCode.UNAVAILABLE)
 
     async def _open(self) -> None:
-        """Register the connection, join the user's group and say hello."""
+        """Register the connection, subscribe the user's topic, say hello."""
         chat = settings.CHAT
+        assert self.user_id is not None
         count = await presence.presence_connection_open(user_id=self.user_id, conn_id=self.conn_id)
         self.registered = True
         if count > chat["MAX_CONNECTIONS_PER_USER"]:
             log.info("connection cap reached user=%s count=%d", self.user_id, count)
             await self.close_with(CloseCode.TOO_MANY_CONNECTIONS)
             return
-        await self.channel_layer.group_add(fanout.user_group(self.user_id), self.channel_name)
-        # After joining the user group: a mute changed meanwhile arrives afterwards.
-        self.muted, unread_total = await db_call(_connected, user_id=self.user_id, email=self.identity.email)
+        await self._subscribe(user_topic(self.user_id))
+        # After subscribing: a mute or count that changes meanwhile arrives afterwards.
+        connected = await notifications.aconnection_opened(user_id=self.user_id, email=self.identity.email)
+        self.muted = connected.muted
         get_supervisor().register(self)
         self.supervised = True
         self.ready = True
-        await self.send_frame(
-            protocol.hello(
-                user=self.identity.as_dict(),
-                unread_total=unread_total,
-                heartbeat_s=chat["HEARTBEAT_S"],
-                server_time=timezone.now(),
-                max_frame_bytes=chat["MAX_FRAME_BYTES"],
-                max_body_chars=chat["MAX_BODY_CHARS"],
-            )
-        )
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            # The application also ends without websocket_disconnect: when the channel
-            # layer's receive raises (a Redis restart), the exception ends it and Daphne
-            # closes the socket with 1011 (channels#1466). Without this the supervisor
-            # kept the dead socket, renewed its connection entry and re-added its groups
-            # (stale members; tests/resilience/test_faults_redis.py).
-            await self._release()
-
-    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
-        await self._release()
-        raise StopConsumer()
+        await self.send_frame(protocol.hello(
+            user=self.identity.as_dict(), unread_total=connected.unread_total, heartbeat_s=chat["HEARTBEAT_S"],
+            server_time=timezone.now(), max_frame_bytes=chat["MAX_FRAME_BYTES"],
+            max_body_chars=chat["MAX_BODY_CHARS"],
+        ))
 
     async def _release(self) -> None:
         """Clean up everything the socket registered; each step on its own. Once."""
-        if getattr(self, "released", False):
+        if self.released:
             return
         self.released = True
-        if getattr(self, "supervised", False):
+        self.ready = False
+        if self.supervised:
             get_supervisor().unregister(self)
-        user_id = getattr(self, "user_id", None)
-        groups = [fanout.thread_group(o) for o in getattr(self, "joined", {})]
-        groups += [presence.presence_group(s) for s in getattr(self, "presence_versions", {})]
-        if user_id is not None:
-            groups.append(fanout.user_group(user_id))
-        for group in groups:
-            try:
-                await self.channel_layer.group_discard(group, self.channel_name)
-            except Exception:  # noqa: BLE001 - expiry removes what we could not
-                log.warning("group_discard failed group=%s", group, exc_info=True)
-        if getattr(self, "registered", False) and user_id is not None:
+        for stream in self.streams.values():
+            stream.close()
+        hub = get_hub()
+        for topic in list(self.topics):
+            await hub.unsubscribe(topic, self)
+        self.topics.clear()
+        user_id = self.user_id
+        if self.registered and user_id is not None:
             try:
                 closed = await presence.presence_connection_close(user_id=user_id, conn_id=self.conn_id)
                 if closed.offline_due_in_s is not None:
@@ -178,43 +169,36 @@ class ChatConsumer(AsyncWebsocketConsumer):
             except Exception:  # noqa: BLE001 - the entry expires and the sweep goes on
                 log.warning("connection close failed user=%s", user_id, exc_info=True)
             try:
-                await db_call(notifications.notification_profile_disconnected, user_id=user_id)
+                await notifications.aconnection_closed(user_id=user_id)
             except Exception:  # noqa: BLE001 - at worst one push too many
                 log.warning("recording the disconnect failed user=%s", user_id, exc_info=True)
 
-    # --- supervisor hooks ---------------------------------------------------------------
-
     async def close_with(self, code: CloseCode) -> None:
-        log.info("closing socket user=%s code=%s", getattr(self, "user_id", None), code.name)
-        # A plain int: autobahn (under Daphne) refuses an IntEnum as a close code.
-        await self.close(code=int(code))
+        log.info("closing socket user=%s code=%s", self.user_id, code.name)
+        self.ready = False
+        if not self.closed:
+            self.closed = True
+            # A plain int: autobahn (under Daphne) refuses an IntEnum as a close code.
+            await self._send({"type": "websocket.close", "code": int(code)})
 
-    async def refresh_groups(self) -> None:
-        for group in [
-            fanout.user_group(self.user_id),
-            *map(fanout.thread_group, self.joined),
-            *map(presence.presence_group, self.presence_versions),
-        ]:
-            await self.channel_layer.group_add(group, self.channel_name)
+    async def _subscribe(self, topic: str) -> None:
+        self.topics.add(topic)
+        await get_hub().subscribe(topic, self)
 
-    # --- inbound frames -----------------------------------------------------------------
+    async def _unsubscribe(self, topic: str) -> None:
+        self.topics.discard(topic)
+        await get_hub().unsubscribe(topic, self)
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        self.last_received = time.monotonic()
-        if not self.ready:
-            return  # closing: the handshake was refused or the setup failed
+    # --- inbound frames -----------------------------------------------------------------------
+    async def on_frame(self, text: str | None, data: bytes | None) -> None:
         try:
-            command = protocol.parse_frame(text_data, bytes_data, self.limits)
+            command = protocol.parse_frame(text, data, self.limits)
         except protocol.FrameError as exc:
             await self.send_frame(protocol.reply_error(exc.ref, exc.error))
             return
-        async with self.delivery_lock:
-            await self._handle(command)
-
-    async def _handle(self, command: protocol.Command) -> None:
         ref = command.ref
         try:
-            data = await self._handlers[type(command)](self, command)
+            result = await self._handlers[type(command)](self, command)
         except ChatError as exc:
             await self.send_frame(protocol.reply_error(ref, exc))
             return
@@ -222,86 +206,131 @@ class ChatConsumer(AsyncWebsocketConsumer):
             log.exception("command %s failed user=%s", type(command).__name__, self.user_id)
             await self.send_frame(protocol.reply_error(ref, Internal()))
             return
-        if ref is not None:
-            await self.send_frame(protocol.reply_ok(ref, data))
-        if isinstance(command, protocol.ThreadJoin) and data.get("has_more"):
-            await self.catch_up(command.order_id)
+        if ref is not None and result is not ANSWERED:
+            await self.send_frame(protocol.reply_ok(ref, result))
 
     async def on_ping(self, command: protocol.Ping) -> dict[str, Any]:
-        await self.send_frame({"type": "pong"})
+        await self.send_text('{"type":"pong"}')
         return {}
 
-    async def on_thread_join(self, command: protocol.ThreadJoin) -> dict[str, Any]:
+    async def on_thread_join(self, command: protocol.ThreadJoin) -> object:
         order_id = command.order_id
-        group = fanout.thread_group(order_id)
-        # Subscribe before reading the backlog: events committed while we read arrive
-        # through the group afterwards and the cursor drops those already in the reply.
-        await self.channel_layer.group_add(group, self.channel_name)
+        stream = self.streams.get(order_id)
+        new = stream is None
+        if stream is None:
+            stream = self.streams[order_id] = ThreadStream(
+                order_id, send=self.send_text, read=partial(self._read_events, order_id),
+                encode=partial(_encode_event, order_id), capacity=settings.CHAT["STREAM_QUEUE"])
         try:
-            snapshot = await db_call(
-                selectors.thread_join_snapshot,
-                order_id=order_id,
-                user_id=self.user_id,
-                since_seq=command.since_seq,
-                limit=settings.CHAT["JOIN_MAX_EVENTS"],
-            )
+            async with stream.held():
+                if new:
+                    # Subscribe before reading: an event committed after the read is
+                    # published after it, so it arrives (and waits until the reply).
+                    await self._subscribe(thread_topic(order_id))
+                snapshot = await selectors.athread_join_snapshot(
+                    order_id=order_id, user_id=self.user_id, since_seq=command.since_seq,
+                    limit=settings.CHAT["JOIN_MAX_EVENTS"])
+                self.roles[order_id] = snapshot.role.value
+                self.peers[order_id] = tuple(p for p in snapshot.peers if p != self.user_id)
+                await self._join_reply(stream, command, snapshot)
         except BaseException:
-            if order_id not in self.joined:
-                await self.channel_layer.group_discard(group, self.channel_name)
+            if new:
+                stream.close()
+                self.streams.pop(order_id, None)
+                await self._unsubscribe(thread_topic(order_id))
             raise
-        last_seen = snapshot.events[-1].seq if snapshot.events else 0
-        if command.since_seq is not None and snapshot.has_more:
-            cursor = last_seen
-        elif command.since_seq is not None:
-            cursor = max(last_seen, min(command.since_seq, snapshot.thread.last_seq))
+        return ANSWERED
+
+    async def _join_reply(self, stream: ThreadStream, command: protocol.ThreadJoin,
+                          snapshot: selectors.JoinSnapshot) -> None:
+        """Answer the join within one frame's bytes (the cap Daphne applies to what it
+        sends too), then stream what did not fit as thread.event frames."""
+        since_seq, ref = command.since_seq, command.ref
+        data: dict[str, Any] = {
+            "order": snapshot.order.summary(), "role": snapshot.role.value, "last_seq": snapshot.last_seq,
+            "read_seq": snapshot.read_seq, "unread": snapshot.unread, "events": [], "has_more": True,
+        }
+        kept: list[bytes] = []
+        cut = False
+        if ref is not None:
+            overhead = len(protocol.encode(protocol.reply_ok(ref, data)).encode()) + REPLY_MARGIN_BYTES
+            encoded = [orjson.dumps(event) for event in snapshot.events]
+            kept, cut = protocol.fit_events(encoded, self.limits.max_frame_bytes - overhead,
+                                            keep_newest=since_seq is None)
+        elif since_seq is not None:
+            cut = bool(snapshot.events)  # no reply to carry them: all are streamed
+        seqs = [event["seq"] for event in snapshot.events]
+        shown = seqs[len(seqs) - len(kept):] if since_seq is None else seqs[: len(kept)]
+        more_after = since_seq is not None and (snapshot.has_more or cut)
+        if since_seq is None:
+            cursor = max(shown[-1] if shown else 0, snapshot.last_seq)
+        elif more_after:
+            cursor = shown[-1] if shown else min(since_seq, snapshot.last_seq)
         else:
-            cursor = max(last_seen, snapshot.thread.last_seq)
-        self.joined[order_id] = cursor
-        self.roles[order_id] = snapshot.role.value
-        data = snapshot.as_wire()
-        data["last_seq"] = max(cursor, snapshot.thread.last_seq)
-        return data
+            cursor = max(shown[-1] if shown else 0, min(since_seq, snapshot.last_seq))
+        stream.cursor = cursor
+        if ref is not None:
+            data["events"] = [orjson.Fragment(item) for item in kept]
+            data["has_more"] = snapshot.has_more or cut
+            data["last_seq"] = max(cursor, snapshot.last_seq)
+            await self.send_frame(protocol.reply_ok(ref, data))
+        if more_after:
+            await stream.catch_up()
 
     async def on_thread_leave(self, command: protocol.ThreadLeave) -> dict[str, Any]:
-        if self.joined.pop(command.order_id, None) is not None:
-            await self.channel_layer.group_discard(fanout.thread_group(command.order_id), self.channel_name)
+        stream = self.streams.pop(command.order_id, None)
+        if stream is not None:
+            stream.close()
+            await self._unsubscribe(thread_topic(command.order_id))
         return {}
 
-    async def on_message_send(self, command: protocol.MessageSend) -> dict[str, Any]:
-        chat = settings.CHAT
-        decision = await get_rate_limiter().hit(
-            f"send:{self.user_id}", limit=chat["SEND_RATE_COUNT"], window_s=chat["SEND_RATE_WINDOW_S"]
-        )
-        if not decision.allowed:
-            raise RateLimited(retry_after_s=round(decision.retry_after_s, 3))
-        outcome = await fanout.call_service(
-            services.message_send,
-            user_id=self.user_id,
-            order_id=command.order_id,
-            client_msg_id=command.client_msg_id,
-            body=command.body,
-        )
-        return {"event": protocol.event_wire(outcome.event), "duplicate": not outcome.created}
+    async def on_message_send(self, command: protocol.MessageSend) -> object:
+        stream = self.streams.get(command.order_id) if command.ref is not None else None
+        if stream is None:
+            outcome = await self._message_store(command)
+            if command.ref is not None:
+                await self.send_frame(protocol.reply_ok(command.ref, _sent(outcome)))
+        else:
+            # Held from before the write until the reply: the reply is this socket's element
+            # of the thread's stream for the event (after every earlier one), and nothing
+            # can show the event from PostgreSQL before it (a repair waits for the hold).
+            async with stream.held():
+                outcome = await self._message_store(command)
+                reply = protocol.encode(protocol.reply_ok(command.ref, _sent(outcome)))
+                if outcome.created:
+                    await stream.own(outcome.event.seq, reply)
+                else:
+                    await self.send_text(reply)
+        await fanout.publish(outcome.publications)
+        return ANSWERED
+
+    async def _message_store(self, command: protocol.MessageSend) -> services.SendOutcome:
+        order_id = command.order_id
+        admission = await message_admission(user_id=self.user_id, peers=self.peers.get(order_id, ()))
+        if not admission.decision.allowed:
+            raise RateLimited(retry_after_s=round(admission.decision.retry_after_s, 3))
+        outcome = await services.amessage_send(user_id=self.user_id, order_id=order_id,
+                                               client_msg_id=command.client_msg_id, body=command.body,
+                                               online=admission.online)
+        if outcome.peers:
+            self.peers[order_id] = outcome.peers
+        return outcome
 
     async def on_thread_read(self, command: protocol.ThreadRead) -> dict[str, Any]:
-        outcome = await fanout.call_service(
-            services.thread_read, user_id=self.user_id, order_id=command.order_id, seq=command.seq
-        )
+        outcome = await db_call(services.thread_read, user_id=self.user_id, order_id=command.order_id,
+                                seq=command.seq, origin=self.conn_id)
         return {"read_seq": outcome.read_seq, "unread": outcome.unread, "unread_total": outcome.unread_total}
 
     async def on_typing_start(self, command: protocol.TypingStart) -> dict[str, Any]:
         order_id = command.order_id
         if order_id not in self.roles:
-            _, role = await db_call(selectors.thread_for_participant, order_id=order_id, user_id=self.user_id)
-            self.roles[order_id] = role.value
+            buyer_id, _ = await selectors.athread_parties(order_id=order_id, user_id=self.user_id)
+            self.roles[order_id] = "buyer" if buyer_id == self.user_id else "seller"
         now = time.monotonic()
         if now - self.typing_sent.get(order_id, float("-inf")) < settings.CHAT["TYPING_THROTTLE_S"]:
             return {"throttled": True}
         self.typing_sent[order_id] = now
-        await fanout.publish_now(
-            fanout.thread_group(order_id),
-            {"type": "typing.started", "order_id": order_id, "user_id": self.user_id},
-        )
+        await fanout.publish(fanout.typing(order_id=order_id, user_id=self.user_id))
         return {"throttled": False}
 
     async def on_presence_subscribe(self, command: protocol.PresenceSubscribe) -> dict[str, Any]:
@@ -312,43 +341,44 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 f"A socket can follow at most {limit} sellers; unsubscribe a page first.", field="seller_ids"
             )
         visible = await presence.presence_visible(seller_ids=command.seller_ids)
-        # Join the groups before reading the states: a change committed meanwhile arrives
-        # afterwards and the version check drops it if the snapshot already has it.
+        # Subscribe before reading the states: a change meanwhile arrives afterwards and
+        # the version check drops it if the snapshot already has it.
         for seller_id in new:
             if seller_id in visible:
-                await self.channel_layer.group_add(presence.presence_group(seller_id), self.channel_name)
                 self.presence_versions[seller_id] = -1
+                await self._subscribe(presence_topic(seller_id))
         snapshot = await presence.presence_snapshot(seller_ids=command.seller_ids, visible=visible)
         for entry in snapshot:
-            if entry.visible:
+            if entry.visible and entry.seller_id in self.presence_versions:
                 self.presence_versions[entry.seller_id] = max(
-                    self.presence_versions.get(entry.seller_id, -1), entry.state.version
+                    self.presence_versions[entry.seller_id], entry.state.version
                 )
         return {"sellers": {entry.seller_id: entry.as_wire() for entry in snapshot}}
 
     async def on_presence_unsubscribe(self, command: protocol.PresenceUnsubscribe) -> dict[str, Any]:
         for seller_id in command.seller_ids:
             if self.presence_versions.pop(seller_id, None) is not None:
-                await self.channel_layer.group_discard(presence.presence_group(seller_id), self.channel_name)
+                await self._unsubscribe(presence_topic(seller_id))
         return {}
 
     async def on_commerce(self, command: protocol.CommerceCommand) -> dict[str, Any]:
         kwargs = commerce.arguments(command.type, command.payload)
-        return await fanout.call_service(commerce.perform, frame_type=command.type, user_id=self.user_id,
-                                         kwargs=kwargs)
+        result: dict[str, Any] = await db_call(commerce.perform, frame_type=command.type, user_id=self.user_id,
+                                               kwargs=kwargs)
+        return result
 
     async def on_notifications_mute(self, command: protocol.NotificationsMute) -> dict[str, Any]:
-        muted = await fanout.call_service(
-            notifications.thread_mute_set, user_id=self.user_id, order_id=command.order_id, muted=command.muted
-        )
-        # The push to the user group updates every socket; this one knows it already.
+        muted = await db_call(notifications.thread_mute_set, user_id=self.user_id, order_id=command.order_id,
+                              muted=command.muted)
+        # The push to the user's topic updates every socket; this one knows it already.
         (self.muted.add if muted else self.muted.discard)(command.order_id)
         return {"order_id": command.order_id, "muted": muted}
 
     async def on_notifications_preferences(self, command: protocol.NotificationsPreferences) -> dict[str, Any]:
-        return await db_call(
-            notifications.notification_preferences_update, user_id=self.user_id, email=command.email, push=command.push
-        )
+        preferences: dict[str, Any] = await db_call(
+            notifications.notification_preferences_update, user_id=self.user_id, email=command.email,
+            push=command.push)
+        return preferences
 
     _handlers: dict[type, Any] = {
         protocol.Ping: on_ping,
@@ -364,92 +394,68 @@ class ChatConsumer(AsyncWebsocketConsumer):
         protocol.NotificationsPreferences: on_notifications_preferences,
     }
 
-    # --- channel-layer messages ---------------------------------------------------------
-
-    async def thread_event(self, message: dict[str, Any]) -> None:
-        async with self.delivery_lock:
-            await self._thread_event(message)
-
-    async def _thread_event(self, message: dict[str, Any]) -> None:
-        order_id = message["order_id"]
-        cursor = self.joined.get(order_id)
-        if cursor is None:
+    # --- pushes (called by the hub) -------------------------------------------------------------
+    async def deliver(self, envelope: Envelope) -> None:
+        """One published envelope for this socket (chat_service.fanout lists the kinds)."""
+        if not self.ready:
             return
-        seq = message["event"]["seq"]
-        if seq <= cursor:
-            return  # already delivered (replay overlap, or the layer repeated it)
-        if seq > cursor + 1:
-            await self.catch_up(order_id, until_seq=seq - 1)
-        if self.joined.get(order_id) == seq - 1:
-            await self.send_frame({"type": "thread.event", "order_id": order_id, "event": message["event"]})
-            self.joined[order_id] = seq
+        kind = envelope["k"]
+        if kind == "event":
+            stream = self.streams.get(envelope["o"])
+            if stream is not None:
+                await stream.offer(envelope["s"], envelope["f"])
+        elif kind == "unread":
+            order_id = envelope["o"]
+            if envelope.get("x") == self.conn_id or (envelope["d"] and order_id in self.streams):
+                return
+            note = envelope["n"]
+            shown = note if note is not None and order_id not in self.muted else envelope["f"]
+            await self.send_text(shown)
+        elif kind == "read":
+            if envelope["o"] in self.streams and envelope.get("x") != self.conn_id:
+                await self.send_text(envelope["f"])
+        elif kind == "typing":
+            if envelope["o"] in self.streams and envelope["u"] != self.user_id:
+                await self.send_text(envelope["f"])
+        elif kind == "presence":
+            await self._presence_changed(envelope)
+        elif kind == "mute":
+            (self.muted.add if envelope["m"] else self.muted.discard)(envelope["o"])
+            await self.send_text(envelope["f"])
+
+    async def _presence_changed(self, envelope: Envelope) -> None:
+        seller_id = envelope["p"]
+        shown = self.presence_versions.get(seller_id)
+        if shown is None or envelope["v"] <= shown:
+            return  # not followed (any more), or not newer than what the socket showed
+        self.presence_versions[seller_id] = envelope["v"]
+        await self.send_text(envelope["f"])
 
     async def sync_thread(self, order_id: str) -> None:
-        """The supervisor saw newer events in a joined thread than this socket delivered
-        (the layer dropped the tail of a burst): deliver them from PostgreSQL."""
-        async with self.delivery_lock:
-            await self.catch_up(order_id)
+        """The supervisor saw newer events in a joined thread than this socket showed
+        (the broker dropped the tail of a burst): show them from PostgreSQL."""
+        stream = self.streams.get(order_id)
+        if stream is not None:
+            async with stream.held():
+                await stream.catch_up()
 
-    async def catch_up(self, order_id: str, until_seq: int | None = None) -> None:
-        """Deliver from PostgreSQL every event after the cursor (up to ``until_seq``).
-        The caller holds ``delivery_lock``."""
-        while order_id in self.joined:
-            cursor = self.joined[order_id]
-            if until_seq is not None and cursor >= until_seq:
-                return
-            events = await db_call(
-                selectors.events_after_seq, thread_id=order_id, after_seq=cursor, limit=CATCH_UP_PAGE
-            )
-            for event in events:
-                if until_seq is not None and event.seq > until_seq:
-                    return
-                if event.seq != self.joined.get(order_id, -1) + 1:
-                    return  # left the thread meanwhile
-                await self.send_frame(
-                    {"type": "thread.event", "order_id": order_id, "event": protocol.event_wire(event)}
-                )
-                self.joined[order_id] = event.seq
-            if len(events) < CATCH_UP_PAGE:
-                return
-
-    async def thread_read_updated(self, message: dict[str, Any]) -> None:
-        if message["order_id"] in self.joined:
-            await self.send_frame(_forward(message, "order_id", "user_id", "seq"))
-
-    async def typing_started(self, message: dict[str, Any]) -> None:
-        if message["order_id"] in self.joined and message["user_id"] != self.user_id:
-            await self.send_frame(_forward(message, "order_id", "user_id"))
-
-    async def presence_changed(self, message: dict[str, Any]) -> None:
-        seller_id = message["seller_id"]
-        shown = self.presence_versions.get(seller_id)
-        if shown is None or message["version"] <= shown:
-            return  # not subscribed (any more), or not newer than what the socket showed
-        self.presence_versions[seller_id] = message["version"]
-        await self.send_frame(_forward(message, "seller_id", "status", "color", "last_seen", "typical_reply_s"))
-
-    async def unread_updated(self, message: dict[str, Any]) -> None:
-        await self.send_frame(_forward(message, "order_id", "unread", "unread_total"))
-
-    async def notification_created(self, message: dict[str, Any]) -> None:
-        """Shown only where the thread is not open (not joined) and not muted."""
-        order_id = message["order_id"]
-        if order_id in self.joined or order_id in self.muted:
-            return
-        frame = _forward(message, "kind", "order_id", "title", "body", "event_seq")
-        frame["type"] = "notification"
-        await self.send_frame(frame)
-
-    async def notifications_mute_updated(self, message: dict[str, Any]) -> None:
-        (self.muted.add if message["muted"] else self.muted.discard)(message["order_id"])
-        await self.send_frame(_forward(message, "order_id", "muted"))
-
-    # --- helpers ------------------------------------------------------------------------
+    # --- sending --------------------------------------------------------------------------------
+    async def send_text(self, text: str) -> None:
+        if not self.closed:
+            await self._send({"type": "websocket.send", "text": text})
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
-        await self.send(text_data=protocol.encode(frame))
+        await self.send_text(protocol.encode(frame))
+
+    async def _read_events(self, order_id: str, after_seq: int, until_seq: int | None,
+                           limit: int) -> list[dict[str, Any]]:
+        return await selectors.aevents_after_seq(order_id=order_id, after_seq=after_seq, until_seq=until_seq,
+                                                 limit=limit)
 
 
-def _forward(message: dict[str, Any], *fields: str) -> dict[str, Any]:
-    """A channel-layer message as a wire frame: its type and the named fields only."""
-    return {"type": message["type"], **{name: message[name] for name in fields}}
+def _sent(outcome: services.SendOutcome) -> dict[str, Any]:
+    return {"event": protocol.event_wire(outcome.event), "duplicate": not outcome.created}
+
+
+def _encode_event(order_id: str, event: dict[str, Any]) -> str:
+    return protocol.encode(protocol.thread_event(order_id, event))

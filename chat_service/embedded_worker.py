@@ -1,10 +1,10 @@
 """The worker's jobs inside the web process, for the embedded default only.
 
-With nothing configured there is one process and an in-memory channel layer: a separate
+With nothing configured there is one process and an in-memory broker: a separate
 `manage.py worker` could not reach the sockets with its pushes. So the ASGI application
 starts the same jobs (chat_service.worker's registry) on its own event loop: each pass
-runs in the database thread, and what the jobs push goes through fanout onto this
-process's layer. In production (DATABASE_URL or REDIS_URL set) this is off and the
+runs in the database thread, and what the jobs push goes through fanout to this
+process's hub. In production (DATABASE_URL or REDIS_URL set) this is off and the
 Procfile's worker process runs the jobs; EMBEDDED_WORKER overrides either way.
 """
 
@@ -17,7 +17,8 @@ from typing import Any
 
 from django.conf import settings
 
-from chat_service import fanout, worker
+from chat_service import worker
+from chat_service.db import db_call
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,9 @@ _tasks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]]
 async def _run(runner: worker.Runner) -> None:
     while True:
         try:
-            # Pushes of the pass are collected and sent from this loop afterwards, as the
-            # consumer does: the database thread never waits on the loop, so a shutdown
-            # in the middle of a pass cannot leave it waiting for ever.
-            await fanout.call_service(runner.run_due)
+            # What the pass publishes is handed to this loop without waiting for it (the
+            # memory broker), so a shutdown in the middle of a pass cannot hang it.
+            await db_call(runner.run_due)
         except Exception:  # noqa: BLE001 - Runner logs job failures; this guards the loop itself
             log.exception("embedded worker pass failed")
         await asyncio.sleep(min(1.0, runner.seconds_until_due() or 1.0))

@@ -1,98 +1,155 @@
-"""Fan-out: the only module that calls the channel layer's group_send.
+"""Fan-out: the only module that publishes, and only what was committed.
 
-Services never push directly. They call ``publish_on_commit`` inside their transaction;
-the message leaves only after COMMIT, so nothing is pushed that was not stored.
+It turns what a service stored into *publications*: per topic one envelope that carries
+the frame's JSON text, encoded here once, and the few facts each receiving socket needs
+to decide without decoding the frame (chat_service.broadcast delivers them). One event
+is at most one publication to its thread plus one to each recipient whose counts
+changed; never one per frame kind.
 
-Where the push is sent from:
-* In the consumer, ``call_service`` runs the service in the database thread with a
-  collector in a context variable; the on-commit hooks append to it and the consumer's
-  event loop sends the collected messages, in order, once the service returned. The
-  database thread never waits on Redis.
-* Anywhere else (HTTP views, the worker, the bridge) the hook sends at once with
-  ``async_to_sync``.
+Envelopes (``k`` says which):
+* ``event`` on ``t.<order_id>``: {o, s: seq, f: thread.event}; a socket joined to the
+  thread shows it in seq order (its cursor).
+* ``unread`` on ``u.<user_id>``: {o, d, f: unread.updated, n: notification or null, x};
+  ``d`` (derivable) says that a socket joined to the thread already knows it from the
+  thread.event and gets nothing; others get ``n`` if set and the thread is not muted,
+  else ``f``. ``x``: the socket that caused it (it has its reply) gets nothing.
+* ``read`` on ``t.<order_id>``: {o, f: thread.read_updated, x}.
+* ``typing`` on ``t.<order_id>``: {o, u: typist, f}; not shown to the typist's sockets.
+* ``mute`` on ``u.<user_id>``: {o, m: muted, f}.
+* ``presence`` on ``p.<seller_id>``: {p: seller_id, v: version, f}; a socket shows only
+  newer versions.
 
-A failing group_send is logged and swallowed: the event is already committed and every
-client recovers it by seq (gap backfill, or thread.join with since_seq).
+When it is sent: services call ``publish_on_commit`` inside their transaction (sent by
+the thread that commits, after COMMIT); the socket's hot path, which commits on the
+event loop, calls ``publish`` itself once it has answered the sender. A failing publish
+is logged and swallowed: the event is committed and every client recovers it by seq.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterator
+import asyncio
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+import orjson
 from django.db import transaction
 
-from chat_service.db import db_call
+from chat_service import broadcast, protocol
+from chat_service.broadcast import Publication, presence_topic, thread_topic, user_topic
+from chat_service.notifications import texts
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from chat_service.services import Appended
 
-T = TypeVar("T")
-Message = tuple[str, dict[str, Any]]
+__all__ = ["Publication", "appended", "collecting", "event_to_thread", "json_text", "mute_changed",
+           "presence_changed", "publish", "publish_on_commit", "read_moved", "typing"]
 
-_collector: ContextVar[list[Message] | None] = ContextVar("fanout_collector", default=None)
-
-
-def thread_group(order_id: str) -> str:
-    return f"thread.{order_id}"
-
-
-def user_group(user_id: str) -> str:
-    return f"user.{user_id}"
+_collector: ContextVar[list[Publication] | None] = ContextVar("fanout_collector", default=None)
 
 
-def publish_on_commit(group: str, message: dict[str, Any]) -> None:
-    """Schedule ``message`` for ``group`` after the current transaction commits."""
-    transaction.on_commit(partial(_hand_over, group, message))
+def json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
-def _hand_over(group: str, message: dict[str, Any]) -> None:
+def _envelope(topic: str, **fields: Any) -> Publication:
+    return topic, orjson.dumps(fields)
+
+
+# --- publications ------------------------------------------------------------------------------
+
+
+def appended(stored: Appended) -> list[Publication]:
+    """An appended event: the thread's stream, and each recipient's counts (with the
+    notification a socket that has not the thread open shows)."""
+    event = stored.event
+    order_id = event.thread_id
+    publications = [event_to_thread(event)]
+    if stored.recipients:
+        note = texts.for_event(event_kind=event.kind, author_role=event.author_role, body=event.body,
+                               data=event.data, order=stored.order)
+        for recipient in stored.recipients:
+            counts = {"unread": recipient.unread, "unread_total": recipient.unread_total}
+            notification = protocol.notification(kind=note.kind, order_id=order_id, title=note.title,
+                                                 body=note.body, event_seq=event.seq, **counts)
+            publications.append(_envelope(
+                user_topic(recipient.user_id), k="unread", o=order_id, d=True,
+                f=protocol.encode(protocol.unread_updated(order_id, **counts)),
+                n=protocol.encode(notification),
+            ))
+    return publications
+
+
+def event_to_thread(event: Any) -> Publication:
+    """A stored event for the sockets that have its thread open."""
+    order_id = event.thread_id
+    wire = orjson.Fragment(orjson.dumps(protocol.event_wire(event)))
+    return _envelope(thread_topic(order_id), k="event", o=order_id, s=event.seq,
+                     f=protocol.encode(protocol.thread_event(order_id, wire)))
+
+
+def read_moved(*, order_id: str, user_id: str, seq: int, unread: int, unread_total: int,
+               origin: str | None) -> list[Publication]:
+    """A reader's marker moved: the other party's "seen", and the reader's other sockets' counts."""
+    return [
+        _envelope(thread_topic(order_id), k="read", o=order_id, x=origin,
+                  f=protocol.encode(protocol.read_updated(order_id, user_id, seq))),
+        _envelope(user_topic(user_id), k="unread", o=order_id, d=False, x=origin, n=None,
+                  f=protocol.encode(protocol.unread_updated(order_id, unread, unread_total))),
+    ]
+
+
+def typing(*, order_id: str, user_id: str) -> list[Publication]:
+    return [_envelope(thread_topic(order_id), k="typing", o=order_id, u=user_id,
+                      f=protocol.encode(protocol.typing_started(order_id, user_id)))]
+
+
+def mute_changed(*, user_id: str, order_id: str, muted: bool) -> list[Publication]:
+    return [_envelope(user_topic(user_id), k="mute", o=order_id, m=muted,
+                      f=protocol.encode(protocol.mute_updated(order_id, muted)))]
+
+
+def presence_changed(*, seller_id: str, version: int, wire: dict[str, Any]) -> list[Publication]:
+    return [_envelope(presence_topic(seller_id), k="presence", p=seller_id, v=version,
+                      f=protocol.encode(protocol.presence_changed(seller_id, wire)))]
+
+
+# --- sending -----------------------------------------------------------------------------------
+
+
+def publish_on_commit(publications: list[Publication]) -> None:
+    """Send ``publications`` after the current transaction commits."""
+    transaction.on_commit(partial(_hand_over, publications))
+
+
+def _hand_over(publications: list[Publication]) -> None:
     collected = _collector.get()
     if collected is not None:
-        collected.append((group, message))
+        collected.extend(publications)
         return
-    try:
-        async_to_sync(_send_all)([(group, message)])
-    except Exception:  # noqa: BLE001 - logged; the event is committed and recoverable
-        log.exception("fan-out from a sync context failed group=%s", group)
+    broadcast.publish_sync(publications)
 
 
-async def _send_all(messages: list[Message]) -> None:
-    layer = get_channel_layer()
-    for group, message in messages:
-        try:
-            await layer.group_send(group, message)
-        except Exception:  # noqa: BLE001 - see module docstring
-            log.exception("group_send failed group=%s type=%s", group, message.get("type"))
-
-
-async def publish_now(group: str, message: dict[str, Any]) -> None:
-    """Send an ephemeral message that is never stored (typing indicators)."""
-    await _send_all([(group, message)])
+async def publish(publications: list[Publication]) -> None:
+    """Send from the event loop (what committed there, or what is never stored: typing).
+    A loop without sockets (a sync view's ``async_to_sync``) gets no hub of its own: the
+    publications go out through the sync client, in a thread."""
+    hub = broadcast.existing_hub()
+    if hub is not None:
+        await hub.publish(publications)
+    elif publications:
+        await asyncio.to_thread(broadcast.publish_sync, publications)
 
 
 @contextmanager
-def collecting() -> Iterator[list[Message]]:
-    """Collect, instead of sending, what commits inside the block schedules."""
-    collected: list[Message] = []
+def collecting() -> Iterator[list[Publication]]:
+    """Collect, instead of sending, what commits inside the block publish: the caller
+    sends it when it has answered (the socket on SQLite, the embedded worker)."""
+    collected: list[Publication] = []
     token = _collector.set(collected)
     try:
         yield collected
     finally:
         _collector.reset(token)
-
-
-async def call_service(func: Callable[..., T], /, **kwargs: Any) -> T:
-    """Run a sync service in the database thread, then send what it scheduled."""
-    with collecting() as collected:
-        try:
-            return await db_call(func, **kwargs)
-        finally:
-            # Whatever committed goes out, even when the service raised afterwards.
-            if collected:
-                await _send_all(collected)

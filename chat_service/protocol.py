@@ -10,10 +10,15 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from chat_service.errors import BadRequest, ChatError, TooLarge, UnknownType
+
+# The version of this wire protocol (docs/protocol.md, "Versions"); sent in ``hello``.
+PROTOCOL_VERSION = 2
 
 ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}\Z")  # \Z: "$" would accept a trailing newline
 CLIENT_MSG_ID_RE = re.compile(r"^[\x21-\x7e]{1,64}\Z")  # printable ASCII, no spaces
@@ -303,9 +308,15 @@ def parse_frame(text: str | None, data: bytes | None, limits: Limits) -> Command
     if len(text) > limits.max_frame_bytes or len(text.encode("utf-8", "surrogatepass")) > limits.max_frame_bytes:
         raise FrameError(TooLarge(f"Frames can be at most {limits.max_frame_bytes} bytes."), None)
     try:
-        frame = json.loads(text)
-    except (ValueError, RecursionError):
-        raise FrameError(BadRequest("The frame is not valid JSON."), None) from None
+        frame = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        # orjson is stricter than JSON as Python reads it (NaN, lone surrogates as escapes,
+        # nesting past 1,024): read such a frame the lenient way, so its ref is answered
+        # and its fields are judged like any other's.
+        try:
+            frame = json.loads(text)
+        except (ValueError, RecursionError):
+            raise FrameError(BadRequest("The frame is not valid JSON."), None) from None
     if not isinstance(frame, dict):
         raise FrameError(BadRequest("A frame must be a JSON object."), None)
     ref = frame.get("ref")
@@ -329,12 +340,20 @@ def parse_frame(text: str | None, data: bytes | None, limits: Limits) -> Command
 
 
 def encode(frame: dict[str, Any]) -> str:
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+    """A frame's JSON text (orjson; compact, UTF-8, values already in wire form)."""
+    return orjson.dumps(frame).decode()
+
+
+def encode_bytes(value: Any) -> bytes:
+    return orjson.dumps(value)
 
 
 def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 UTC with milliseconds and a Z, the one timestamp format of the wire."""
     if moment is None:
         return None
+    if moment.utcoffset():
+        moment = moment.astimezone(UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -352,6 +371,7 @@ def hello(*, user: dict[str, str], unread_total: int, heartbeat_s: int, server_t
           max_frame_bytes: int, max_body_chars: int) -> dict[str, Any]:
     return {
         "type": "hello",
+        "protocol": PROTOCOL_VERSION,
         "user": user,
         "unread_total": unread_total,
         "heartbeat_s": heartbeat_s,
@@ -372,14 +392,77 @@ def presence_wire(*, online: bool, last_seen: datetime | None, typical_reply_s: 
 
 def event_wire(event: Any) -> dict[str, Any]:
     """An Event row as the contract's ``event`` object."""
+    return event_wire_of(event.id, event.seq, event.kind, event.author_id, event.author_role, event.body,
+                         event.data, event.client_msg_id, event.created_at)
+
+
+def event_wire_of(id: int, seq: int, kind: str, author_id: str | None, author_role: str, body: str,  # noqa: A002
+                  data: dict[str, Any], client_msg_id: str | None, created_at: datetime | str) -> dict[str, Any]:
+    """The contract's ``event`` object from its columns, in the order of
+    chat_service.statements.EVENT_COLUMNS (``created_at`` as a datetime, or as the ISO
+    text PostgreSQL's JSON gives it)."""
+    if isinstance(created_at, str):
+        created_at = datetime.fromisoformat(created_at)
     return {
-        "seq": event.seq,
-        "id": str(event.id),
-        "kind": event.kind,
-        "author_id": event.author_id,
-        "author_role": event.author_role,
-        "body": event.body,
-        "data": event.data,
-        "client_msg_id": event.client_msg_id,
-        "created_at": iso(event.created_at),
+        "seq": seq,
+        "id": str(id),
+        "kind": kind,
+        "author_id": author_id,
+        "author_role": author_role,
+        "body": body,
+        "data": data,
+        "client_msg_id": client_msg_id,
+        "created_at": iso(created_at),
     }
+
+
+# --- Server pushes (their shapes; chat_service.fanout encodes each once) -----------------------
+
+
+def thread_event(order_id: str, event: dict[str, Any] | orjson.Fragment) -> dict[str, Any]:
+    return {"type": "thread.event", "order_id": order_id, "event": event}
+
+
+def unread_updated(order_id: str, unread: int, unread_total: int) -> dict[str, Any]:
+    return {"type": "unread.updated", "order_id": order_id, "unread": unread, "unread_total": unread_total}
+
+
+def notification(*, kind: str, order_id: str, title: str, body: str, event_seq: int, unread: int,
+                 unread_total: int) -> dict[str, Any]:
+    """A notification for a thread the socket has not open; in protocol 2 it carries the
+    counts too, so that it is the socket's one frame for the event."""
+    return {"type": "notification", "kind": kind, "order_id": order_id, "title": title, "body": body,
+            "event_seq": event_seq, "unread": unread, "unread_total": unread_total}
+
+
+def read_updated(order_id: str, user_id: str, seq: int) -> dict[str, Any]:
+    return {"type": "thread.read_updated", "order_id": order_id, "user_id": user_id, "seq": seq}
+
+
+def typing_started(order_id: str, user_id: str) -> dict[str, Any]:
+    return {"type": "typing.started", "order_id": order_id, "user_id": user_id}
+
+
+def presence_changed(seller_id: str, wire: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "presence.changed", "seller_id": seller_id, **wire}
+
+
+def mute_updated(order_id: str, muted: bool) -> dict[str, Any]:
+    return {"type": "notifications.mute_updated", "order_id": order_id, "muted": muted}
+
+
+def fit_events(encoded: list[bytes], budget: int, *, keep_newest: bool) -> tuple[list[bytes], bool]:
+    """The events (encoded, oldest first) that fit in ``budget`` bytes of a frame, and
+    whether any was left out. ``keep_newest`` keeps the end of the list (a fresh open
+    shows the newest page), else the start (a rejoin streams the rest afterwards)."""
+    order = reversed(encoded) if keep_newest else iter(encoded)
+    kept: list[bytes] = []
+    used = 0
+    for item in order:
+        size = len(item) + 1  # and its comma
+        if used + size > budget:
+            break
+        kept.append(item)
+        used += size
+    cut = len(kept) < len(encoded)
+    return (kept[::-1] if keep_newest else kept), cut

@@ -7,12 +7,16 @@ client is cached per running loop. ``None`` when REDIS_URL is unset (embedded de
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 import weakref
+from functools import cache
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis.exceptions import NoScriptError
 
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
 _sync_client: redis.Redis | None = None
@@ -26,6 +30,30 @@ _CLIENT_OPTIONS = {
     # once on a new connection (see the channel layer's hosts in settings).
     "retry_on_error": [redis.exceptions.ConnectionError],
 }
+
+
+@cache
+def script_sha(script: str) -> str:
+    """The SHA-1 Redis names a Lua script by (EVALSHA)."""
+    return hashlib.sha1(script.encode()).hexdigest()  # noqa: S324 - Redis' own naming
+
+
+async def run_script(script: str, numkeys: int, *args: Any) -> Any:
+    """Run a Lua script by its SHA (the text crosses the wire only when Redis does not
+    know it yet: first use, or after a restart)."""
+    client = get_async_redis()
+    try:
+        return await client.evalsha(script_sha(script), numkeys, *args)
+    except NoScriptError:
+        return await client.eval(script, numkeys, *args)
+
+
+def run_script_sync(script: str, numkeys: int, *args: Any) -> Any:
+    client = get_sync_redis()
+    try:
+        return client.evalsha(script_sha(script), numkeys, *args)
+    except NoScriptError:
+        return client.eval(script, numkeys, *args)
 
 
 def redis_enabled() -> bool:

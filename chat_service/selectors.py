@@ -10,12 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+from channels.db import database_sync_to_async
 from django.db import connection
 from django.db.models import F, Q
 
-from chat_service import protocol
+from chat_service import pgpool, protocol, statements
 from chat_service.errors import NotFound
 from chat_service.models import Event, Role, Thread
+from chat_service.protocol import MAX_SEQ
+from orders_bridge.models import Order
 
 NO_THREAD = "There is no order thread with that id for you."
 
@@ -79,8 +83,9 @@ def unread_totals(*, user_ids: list[str]) -> dict[str, int]:
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT u, SUM(n) FROM ("  # noqa: S608 - only placeholders and the model's table name
-            f" SELECT buyer_id AS u, buyer_unread AS n FROM {table} WHERE buyer_id IN ({marks})"
+            f" SELECT buyer_id AS u, buyer_unread AS n FROM {table} WHERE buyer_id IN ({marks}) AND buyer_unread > 0"
             f" UNION ALL SELECT seller_id, seller_unread FROM {table} WHERE seller_id IN ({marks})"
+            f" AND seller_unread > 0"
             f") AS parts GROUP BY u",
             [*wanted, *wanted],
         )
@@ -99,39 +104,113 @@ def read_markers(thread: Thread) -> dict[str, int]:
 
 @dataclass(frozen=True, slots=True)
 class JoinSnapshot:
-    thread: Thread
+    """What thread.join answers: the thread as the caller sees it, and the events to show
+    (wire form, oldest first)."""
+
+    order: Order
     role: Role
-    events: list[Event]
+    last_seq: int
+    read_seq: dict[str, int]
+    unread: int
+    events: list[dict[str, Any]]
     has_more: bool
 
-    def as_wire(self) -> dict[str, Any]:
-        return {
-            "order": self.thread.order.summary(),
-            "role": self.role.value,
-            "last_seq": self.thread.last_seq,
-            "read_seq": read_markers(self.thread),
-            "unread": unread_of(self.thread, self.role),
-            "events": [protocol.event_wire(e) for e in self.events],
-            "has_more": self.has_more,
-        }
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return tuple(p for p in (self.order.buyer_id, self.order.seller_id) if p is not None)
 
 
 def thread_join_snapshot(*, order_id: str, user_id: str, since_seq: int | None, limit: int) -> JoinSnapshot:
-    """What thread.join answers.
+    """What thread.join answers (the ORM form; ``athread_join_snapshot`` on PostgreSQL).
 
     With ``since_seq``: the events after it, oldest first, at most ``limit``; ``has_more``
-    says more missed events follow (the consumer streams them right after the reply).
+    says more missed events follow (the socket streams them right after the reply).
     Without: the newest ``limit`` events, oldest first; ``has_more`` says older history
     exists (page it with GET .../events/?before_seq=).
     """
     thread, role = thread_for_participant(order_id=order_id, user_id=user_id, with_order=True)
     if since_seq is None:
         events = events_before_seq(thread_id=thread.pk, before_seq=None, limit=limit)
-        has_more = bool(events) and events[0].seq > 1
     else:
         events = events_after_seq(thread_id=thread.pk, after_seq=since_seq, limit=limit)
-        has_more = bool(events) and events[-1].seq < thread.last_seq
-    return JoinSnapshot(thread=thread, role=role, events=events, has_more=has_more)
+    return _snapshot(thread.order, role, thread.last_seq, read_markers(thread), unread_of(thread, role),
+                     [protocol.event_wire(e) for e in events], since_seq)
+
+
+def _snapshot(order: Order, role: Role, last_seq: int, read_seq: dict[str, int], unread: int,
+              events: list[dict[str, Any]], since_seq: int | None) -> JoinSnapshot:
+    if since_seq is None:
+        has_more = bool(events) and events[0]["seq"] > 1
+    else:
+        has_more = bool(events) and events[-1]["seq"] < last_seq
+    return JoinSnapshot(order, role, last_seq, read_seq, unread, events, has_more)
+
+
+async def athread_join_snapshot(*, order_id: str, user_id: str, since_seq: int | None, limit: int) -> JoinSnapshot:
+    """``thread_join_snapshot`` in one statement on the event loop (PostgreSQL)."""
+    if not pgpool.enabled():
+        return await database_sync_to_async(thread_join_snapshot)(
+            order_id=order_id, user_id=user_id, since_seq=since_seq, limit=limit)
+    statement = statements.JOIN_NEWEST if since_seq is None else statements.JOIN_AFTER
+    params = {"order_id": order_id, "user_id": user_id, "since_seq": since_seq, "limit": limit}
+
+    async def read(conn: psycopg.AsyncConnection[Any]) -> tuple[Any, ...] | None:
+        cursor = await conn.execute(statement, params)
+        return await cursor.fetchone()
+
+    row = await pgpool.run(read)
+    if row is None:
+        raise NotFound(NO_THREAD)
+    buyer_id, seller_id, last_seq, buyer_read, seller_read, buyer_unread, seller_unread = row[:7]
+    order = Order.from_db(None, statements.ORDER_FIELDS, row[7:-1])
+    events = [protocol.event_wire_of(*columns) for columns in row[-1]]
+    role = Role.BUYER if user_id == buyer_id else Role.SELLER
+    return _snapshot(order, role, last_seq, {"buyer": buyer_read, "seller": seller_read},
+                     buyer_unread if role == Role.BUYER else seller_unread, events, since_seq)
+
+
+async def aevents_after_seq(*, order_id: str, after_seq: int, until_seq: int | None,
+                            limit: int) -> list[dict[str, Any]]:
+    """Events after ``after_seq`` (and up to ``until_seq``), oldest first, wire form."""
+    until = MAX_SEQ if until_seq is None else until_seq
+    if not pgpool.enabled():
+        events = await database_sync_to_async(events_after_seq)(thread_id=order_id, after_seq=after_seq, limit=limit)
+        return [protocol.event_wire(e) for e in events if e.seq <= until]
+    params = {"order_id": order_id, "after_seq": after_seq, "until_seq": until, "limit": limit}
+
+    async def read(conn: psycopg.AsyncConnection[Any]) -> list[tuple[Any, ...]]:
+        cursor = await conn.execute(statements.EVENTS_AFTER, params)
+        return await cursor.fetchall()
+
+    return [protocol.event_wire_of(*row) for row in await pgpool.run(read)]
+
+
+async def athreads_last_seq(*, order_ids: list[str]) -> dict[str, int]:
+    """The last seq of each of these threads (the supervisor's periodic sync)."""
+    if not pgpool.enabled():
+        return await database_sync_to_async(threads_last_seq)(order_ids=order_ids)
+
+    async def read(conn: psycopg.AsyncConnection[Any]) -> dict[str, int]:
+        cursor = await conn.execute(statements.LAST_SEQS, {"order_ids": order_ids})
+        return dict(await cursor.fetchall())
+
+    return await pgpool.run(read)
+
+
+async def athread_parties(*, order_id: str, user_id: str) -> tuple[str, str]:
+    """(buyer_id, seller_id) of a thread the caller is a party of; NotFound otherwise."""
+    if not pgpool.enabled():
+        thread, _ = await database_sync_to_async(thread_for_participant)(order_id=order_id, user_id=user_id)
+        return thread.buyer_id, thread.seller_id
+
+    async def read(conn: psycopg.AsyncConnection[Any]) -> tuple[str, str] | None:
+        cursor = await conn.execute(statements.PARTIES, {"order_id": order_id, "user_id": user_id})
+        return await cursor.fetchone()
+
+    row = await pgpool.run(read)
+    if row is None:
+        raise NotFound(NO_THREAD)
+    return row
 
 
 def threads_for_user(*, user_id: str, unread_only: bool, limit: int, offset: int = 0) -> list[dict[str, Any]]:

@@ -1,38 +1,66 @@
-"""Writes to threads. Each service is one transaction and schedules its pushes on commit.
+"""Writes to threads. Each service is one transaction and has its pushes sent after commit.
 
 Services validate authorization themselves (the caller's id decides the role); field
 formats are validated by ``protocol`` before a service is called.
+
+Every thread event is appended by one rule (``event_append``): the next seq under the
+thread's row lock, the author's read marker moved to it, one more unread for everyone
+else, a notification row for each recipient who is not online, and the pushes after
+commit. On PostgreSQL the rule is one statement (chat_service.statements.APPEND), run
+by the sync services through Django's cursor inside their transaction and by
+``amessage_send`` on the event loop's pool in autocommit; on SQLite (the embedded
+default) it is ``_append_portable``, the same rule in a few statements. The service
+tests run against both.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
+from channels.db import database_sync_to_async
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from chat_service import fanout, protocol, sql
+from chat_service import fanout, pgpool, statements
 from chat_service.errors import NotFound
 from chat_service.models import Event, EventKind, Role, Thread
-from chat_service.notifications.services import notifications_enqueue_for_event
-from chat_service.notifications.texts import OrderFacts
+from chat_service.notifications import texts
+from chat_service.notifications.models import Notification
 from chat_service.selectors import NO_THREAD, thread_for_participant, unread_of, unread_total_for_user, unread_totals
 from orders_bridge.models import Order
 
-# What event_append reads and writes of the thread row.
-THREAD_LOCK_FIELDS = (
-    "order", "buyer_id", "seller_id", "last_seq", "buyer_read_seq", "seller_read_seq", "buyer_unread", "seller_unread",
-)
-THREAD_APPEND_FIELDS = (
-    "last_seq", "last_event_at", "buyer_read_seq", "buyer_unread", "seller_read_seq", "seller_unread",
-)
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """A party who did not write the event: its unread count in the thread and overall."""
+
+    user_id: str
+    role: str
+    unread: int
+    unread_total: int
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """A stored event and what its pushes need (chat_service.fanout.appended)."""
+
+    event: Event
+    order: texts.OrderFacts
+    recipients: tuple[Recipient, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class SendOutcome:
     event: Event
     created: bool
+    # What to publish once the sender was answered (empty for a repeat).
+    publications: list[fanout.Publication]
+    peers: tuple[str, ...] = ()  # the other parties of the thread
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +79,50 @@ def thread_open(*, order: Order) -> Thread:
     return thread
 
 
+@dataclass(frozen=True, slots=True)
+class _Draft:
+    """The event to append, as the caller gives it."""
+
+    order_id: str
+    kind: str
+    author_id: str | None
+    body: str
+    data: dict[str, Any]
+    client_msg_id: str | None
+    now: datetime
+    online: Collection[str]
+
+    @property
+    def note_kind(self) -> str:
+        return texts.kind_for_event(event_kind=self.kind, data=self.data)
+
+    @property
+    def due_at(self) -> datetime:
+        delay = 0.0 if texts.is_urgent(self.note_kind) else float(settings.NOTIFY["DIGEST_DELAY_S"])
+        return self.now + timedelta(seconds=delay)
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "order_id": self.order_id, "author_id": self.author_id, "kind": self.kind, "body": self.body,
+            "data": fanout.json_text(self.data), "client_msg_id": self.client_msg_id, "now": self.now,
+            "note_kind": self.note_kind, "urgent": texts.is_urgent(self.note_kind), "due_at": self.due_at,
+            "online": list(self.online),
+        }
+
+    def appended(self, rows: list[tuple[Any, ...]]) -> Appended:
+        """The APPEND statement's rows (see chat_service.statements)."""
+        if not rows:
+            raise NotFound(NO_THREAD)
+        event_id, seq, author_role, _, _, _, _, item_title, supplier_name = rows[0][:9]
+        event = Event(id=event_id, thread_id=self.order_id, seq=seq, kind=self.kind, author_id=self.author_id,
+                      author_role=author_role, body=self.body, data=self.data, client_msg_id=self.client_msg_id,
+                      created_at=self.now)
+        event._state.adding, event._state.db = False, connection.alias
+        recipients = tuple(Recipient(user_id, role, unread, int(total))
+                           for *_, user_id, role, unread, total in rows if user_id is not None)
+        return Appended(event, texts.OrderFacts(self.order_id, item_title, supplier_name), recipients)
+
+
 def event_append(
     *,
     thread: Thread,
@@ -60,20 +132,45 @@ def event_append(
     body: str = "",
     data: dict[str, Any] | None = None,
     client_msg_id: str | None = None,
-    order: OrderFacts | None = None,
+    online: Collection[str] = (),
 ) -> Event:
-    """Append an event to ``thread``. Does not validate.
+    """Append an event to ``thread`` inside the caller's transaction. Does not validate.
 
-    ``thread`` must have been read with ``select_for_update`` in the current transaction:
-    that row lock, held until COMMIT, is what makes seqs gapless and visible in order.
-    Every kind of thread event (message, order, offer, dispute) goes through here, so that
-    seq allocation, unread counters, read markers and pushes are the same for all of them.
+    ``author_role`` must be what ``author_id`` is in the thread (None: the system).
+    ``online``: recipients known to have a live connection (no notification row: they
+    see the event live). The thread object's counters and markers are updated to match
+    the row. Pushes go out after COMMIT.
     """
     assert transaction.get_connection().in_atomic_block, "event_append needs a transaction"
-    now = timezone.now()
+    assert author_role == (thread.role_of(author_id) if author_id is not None else Role.SYSTEM)
+    draft = _Draft(thread.pk, kind, author_id, body, data or {}, client_msg_id, timezone.now(), online)
+    if pgpool.enabled():
+        with connection.cursor() as cursor:
+            cursor.execute(statements.APPEND, draft.params())
+            rows = cursor.fetchall()
+        appended = draft.appended(rows)
+        _mirror(thread, rows[0], draft.now)
+    else:
+        appended = _append_portable(thread, draft)
+    fanout.publish_on_commit(fanout.appended(appended))
+    return appended.event
+
+
+def _mirror(thread: Thread, row: tuple[Any, ...], now: datetime) -> None:
+    """Bring the caller's thread object up to the row APPEND wrote (its first result row)."""
+    _, seq, author_role, _, _, thread.buyer_unread, thread.seller_unread = row[:7]
+    thread.last_seq, thread.last_event_at = seq, now
+    if author_role == Role.BUYER:
+        thread.buyer_read_seq = seq
+    elif author_role == Role.SELLER:
+        thread.seller_read_seq = seq
+
+
+def _append_portable(thread: Thread, draft: _Draft) -> Appended:
+    """APPEND for SQLite, through the ORM, statement by statement (the thread is locked
+    by the caller's transaction: SQLite's IMMEDIATE transactions lock the database)."""
     seq = thread.last_seq + 1
-    before = {Role.BUYER: thread.buyer_unread, Role.SELLER: thread.seller_unread}
-    # The author has seen everything up to their own event; everyone else has one more unread.
+    author_role = thread.role_of(draft.author_id) if draft.author_id is not None else Role.SYSTEM
     if author_role == Role.BUYER:
         thread.buyer_read_seq, thread.buyer_unread = seq, 0
     else:
@@ -82,113 +179,115 @@ def event_append(
         thread.seller_read_seq, thread.seller_unread = seq, 0
     else:
         thread.seller_unread += 1
-    thread.last_seq, thread.last_event_at = seq, now
-    sql.update(thread, THREAD_APPEND_FIELDS)
-    event = Event(
-        thread_id=thread.pk,
-        seq=seq,
-        kind=kind,
-        author_id=author_id,
-        author_role=author_role,
-        body=body,
-        data=data or {},
-        client_msg_id=client_msg_id,
-        created_at=now,
+    thread.last_seq, thread.last_event_at = seq, draft.now
+    thread.save(update_fields=["last_seq", "last_event_at", "buyer_read_seq", "buyer_unread", "seller_read_seq",
+                               "seller_unread"])
+    event = Event.objects.create(thread_id=thread.pk, seq=seq, kind=draft.kind, author_id=draft.author_id,
+                                 author_role=author_role, body=draft.body, data=draft.data,
+                                 client_msg_id=draft.client_msg_id, created_at=draft.now)
+    parties = [(Role.BUYER, thread.buyer_id), (Role.SELLER, thread.seller_id)]
+    recipients = [(role, user_id) for role, user_id in parties if role != author_role]
+    Notification.objects.bulk_create([
+        Notification(user_id=user_id, thread_id=thread.pk, event_seq=seq, kind=draft.note_kind,
+                     urgent=texts.is_urgent(draft.note_kind), created_at=draft.now, due_at=draft.due_at)
+        for _, user_id in recipients if user_id not in draft.online
+    ])
+    totals = unread_totals(user_ids=[user_id for _, user_id in recipients])
+    order = Order.objects.values_list("item_title", "supplier_name").get(pk=thread.pk)
+    return Appended(
+        event,
+        texts.OrderFacts(thread.pk, *order),
+        tuple(Recipient(user_id, role.value, unread_of(thread, role), totals[user_id]) for role, user_id in recipients),
     )
-    event.id = sql.insert(Event, event.__dict__)
-    event._state.adding, event._state.db = False, connection.alias
-    order_id = thread.pk
-    fanout.publish_on_commit(
-        fanout.thread_group(order_id),
-        {"type": "thread.event", "order_id": order_id, "event": protocol.event_wire(event)},
-    )
-    # Every party whose unread count changed hears about it on all their sockets: the
-    # recipients (+1), and an author who had unread events (writing marks them read).
-    changed = [
-        (role, user_id)
-        for role, user_id in ((Role.BUYER, thread.buyer_id), (Role.SELLER, thread.seller_id))
-        if not (role == author_role and before[role] == 0)
-    ]
-    totals = unread_totals(user_ids=[user_id for _, user_id in changed])
-    for role, user_id in changed:
-        fanout.publish_on_commit(
-            fanout.user_group(user_id),
-            {
-                "type": "unread.updated",
-                "order_id": order_id,
-                "unread": unread_of(thread, role),
-                "unread_total": totals[user_id],
-            },
-        )
-        if role == author_role:
-            fanout.publish_on_commit(
-                fanout.thread_group(order_id),
-                {"type": "thread.read_updated", "order_id": order_id, "user_id": user_id, "seq": seq},
-            )
-    notifications_enqueue_for_event(thread=thread, event=event, order=order)
-    return event
 
 
-def message_send(*, user_id: str, order_id: str, client_msg_id: str, body: str) -> SendOutcome:
+# --- chat messages ------------------------------------------------------------------------
+
+
+def message_send(*, user_id: str, order_id: str, client_msg_id: str, body: str,
+                 online: Collection[str] = ()) -> SendOutcome:
     """Store a chat message from a participant. Authorizes; expects validated fields.
 
     Idempotent on (thread, author, client_msg_id): a repeat returns the stored event and
-    writes nothing, also when the original is still committing concurrently.
+    writes nothing, also when the original is still committing concurrently. The pushes
+    go out after commit.
     """
     try:
         with transaction.atomic():
-            thread, role, order = _thread_locked_for_message(order_id=order_id, user_id=user_id)
-            event = event_append(
-                thread=thread,
-                kind=EventKind.MESSAGE,
-                author_id=user_id,
-                author_role=role,
-                body=body,
-                client_msg_id=client_msg_id,
-                order=order,
-            )
+            if pgpool.enabled():
+                event = _message_append(order_id=order_id, author_id=user_id, body=body,
+                                        client_msg_id=client_msg_id, online=online)
+            else:
+                thread, role = thread_for_participant(order_id=order_id, user_id=user_id, lock=True)
+                event = event_append(thread=thread, kind=EventKind.MESSAGE, author_id=user_id, author_role=role,
+                                     body=body, client_msg_id=client_msg_id, online=online)
     except IntegrityError:
         # The unique (thread, author, client_msg_id) index refused a repeat; the whole
         # transaction, its seq included, rolled back.
-        original = Event.objects.filter(
-            thread_id=order_id, author_id=user_id, client_msg_id=client_msg_id
-        ).first()
+        original = Event.objects.filter(thread_id=order_id, author_id=user_id, client_msg_id=client_msg_id).first()
         if original is None:
             raise
-        return SendOutcome(event=original, created=False)
-    return SendOutcome(event=event, created=True)
+        return SendOutcome(event=original, created=False, publications=[])
+    return SendOutcome(event=event, created=True, publications=[])
 
 
-def _thread_locked_for_message(*, order_id: str, user_id: str) -> tuple[Thread, Role, OrderFacts]:
-    """``thread_for_participant(lock=True)`` plus the order's facts for the notification,
-    in one hand-written statement (see chat_service/sql.py for why)."""
-    q = connection.ops.quote_name
-    columns = ", ".join(f"t.{q(Thread._meta.get_field(name).column)}" for name in THREAD_LOCK_FIELDS)
-    pk = q(Thread._meta.pk.column)
+def _message_append(*, order_id: str, author_id: str, body: str, client_msg_id: str,
+                    online: Collection[str]) -> Event:
+    """A chat message through APPEND alone (PostgreSQL): its UPDATE takes the row lock
+    and checks that the author is a party. Inside the caller's transaction."""
+    draft = _Draft(order_id, EventKind.MESSAGE, author_id, body, {}, client_msg_id, timezone.now(), online)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {columns}, o.{q('item_title')}, o.{q('supplier_name')}"  # noqa: S608 - names only
-            f" FROM {q(Thread._meta.db_table)} t"
-            f" JOIN {q(Order._meta.db_table)} o ON o.{q(Order._meta.pk.column)} = t.{pk}"
-            f" WHERE t.{pk} = %s AND (t.{q('buyer_id')} = %s OR t.{q('seller_id')} = %s){sql.for_update_of('t')}",
-            [order_id, user_id, user_id],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        raise NotFound(NO_THREAD)
-    thread = Thread.from_db(connection.alias, [Thread._meta.get_field(n).attname for n in THREAD_LOCK_FIELDS],
-                            row[: len(THREAD_LOCK_FIELDS)])
-    item_title, supplier_name = row[len(THREAD_LOCK_FIELDS):]
-    role = thread.role_of(user_id)
-    assert role is not None
-    return thread, role, OrderFacts(order_id=thread.pk, item_title=item_title, supplier_name=supplier_name)
+        cursor.execute(statements.APPEND, draft.params())
+        appended = draft.appended(cursor.fetchall())
+    fanout.publish_on_commit(fanout.appended(appended))
+    return appended.event
 
 
-def thread_read(*, user_id: str, order_id: str, seq: int) -> ReadOutcome:
+async def amessage_send(*, user_id: str, order_id: str, client_msg_id: str, body: str,
+                        online: Collection[str] = ()) -> SendOutcome:
+    """``message_send`` for the socket: on PostgreSQL one statement on the event loop's
+    pool (its own transaction), else the sync service in a thread. The caller publishes
+    ``publications`` after answering the sender (see ChatConsumer.on_message_send)."""
+    if not pgpool.enabled():
+        outcome = await database_sync_to_async(_message_send_collected)(
+            user_id=user_id, order_id=order_id, client_msg_id=client_msg_id, body=body, online=online)
+        return outcome
+    draft = _Draft(order_id, EventKind.MESSAGE, user_id, body, {}, client_msg_id, timezone.now(), online)
+
+    async def append(conn: psycopg.AsyncConnection[Any]) -> SendOutcome:
+        try:
+            cursor = await conn.execute(statements.APPEND, draft.params())
+        except psycopg.errors.UniqueViolation:
+            cursor = await conn.execute(statements.EVENT_BY_CLIENT_MSG_ID, draft.params())
+            row = await cursor.fetchone()
+            if row is None:
+                raise
+            event = Event(**dict(zip(statements.EVENT_COLUMNS.split(", "), row, strict=True)), thread_id=order_id)
+            return SendOutcome(event=event, created=False, publications=[])
+        appended = draft.appended(await cursor.fetchall())
+        return SendOutcome(event=appended.event, created=True, publications=fanout.appended(appended),
+                           peers=tuple(r.user_id for r in appended.recipients))
+
+    return await pgpool.run(append)
+
+
+def _message_send_collected(**kwargs: Any) -> SendOutcome:
+    """message_send with its pushes handed back instead of sent at commit (the socket
+    on SQLite sends them itself, after its reply)."""
+    with fanout.collecting() as collected:
+        outcome = message_send(**kwargs)
+    return SendOutcome(event=outcome.event, created=outcome.created, publications=collected)
+
+
+# --- read markers -------------------------------------------------------------------------
+
+
+def thread_read(*, user_id: str, order_id: str, seq: int, origin: str | None = None) -> ReadOutcome:
     """Move the caller's read marker forward to ``seq`` (never back, never past the end).
 
     Authorizes. Pushes thread.read_updated to the thread and unread.updated to every
-    socket of the reader, only when the marker moved.
+    socket of the reader (but ``origin``, the socket that asked), only when the marker
+    moved.
     """
     with transaction.atomic():
         thread, role = thread_for_participant(order_id=order_id, user_id=user_id, lock=True)
@@ -204,12 +303,6 @@ def thread_read(*, user_id: str, order_id: str, seq: int) -> ReadOutcome:
         )
         Thread.objects.filter(pk=thread.pk).update(**{read_field: new_read, unread_field: unread})
         total = unread_total_for_user(user_id=user_id)
-        fanout.publish_on_commit(
-            fanout.thread_group(order_id),
-            {"type": "thread.read_updated", "order_id": order_id, "user_id": user_id, "seq": new_read},
-        )
-        fanout.publish_on_commit(
-            fanout.user_group(user_id),
-            {"type": "unread.updated", "order_id": order_id, "unread": unread, "unread_total": total},
-        )
+        fanout.publish_on_commit(fanout.read_moved(order_id=order_id, user_id=user_id, seq=new_read, unread=unread,
+                                                   unread_total=total, origin=origin))
     return ReadOutcome(new_read, unread, total, changed=True)

@@ -17,7 +17,6 @@ from chat_service.env import (
     ConfigError,
     database_from_url,
     env_bool,
-    env_choice,
     env_float,
     env_int,
     env_list,
@@ -137,16 +136,15 @@ _db["TEST"] = {"NAME": env_str("DATABASE_TEST_NAME", f"test_{_db['NAME']}".repla
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Channel layer ----------------------------------------------------------------------
-GROUP_EXPIRY_S = env_int("GROUP_EXPIRY_S", 1800, minimum=60)
+# --- Broadcast (chat_service.broadcast) ---------------------------------------------------------
 REDIS_PREFIX = env_str("REDIS_PREFIX", "chat") or "chat"
 REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 2000, minimum=10)
-# The Redis connection of both layers (redis-py keyword arguments).
-_LAYER_HOST = {
+# The Redis connection options of the broker (redis-py keyword arguments, in the host
+# list format of channels-redis; one entry per Redis server the topics are spread over).
+_BROADCAST_HOST = {
     "address": REDIS_URL,
-    # redis-py 8 defaults to a 5 s socket timeout, which meets the core layer's 5 s
-    # blocking receive and kills idle consumers (channels_redis#422), and would break a
-    # quiet pub/sub connection the same way. Both layers have their own timeouts.
+    # redis-py 8 defaults to a 5 s socket timeout, which would break a quiet subscribed
+    # connection (channels_redis#422); the broker has its own reconnects.
     "socket_timeout": None,
     "socket_connect_timeout": 5,
     "socket_keepalive": True,
@@ -154,45 +152,11 @@ _LAYER_HOST = {
     # needs more (see docs/operations.md).
     "max_connections": REDIS_MAX_CONNECTIONS,
     "health_check_interval": 30,
-    # After a Redis restart every pooled connection is dead until used, and redis-py
-    # retries nothing: each failed one command (a group_discard: a stale member),
-    # however much later. One immediate retry on a new connection
-    # (tests/resilience/test_faults_redis.py).
+    # After a Redis restart every pooled connection is dead until used; retry a command
+    # once on a new connection (tests/resilience/test_faults_redis.py).
     "retry_on_error": [RedisConnectionError],
 }
-REDIS_LAYERS = {
-    # The default. One subscribed connection per process receives every message of its
-    # sockets; publishes are concurrent, queues bounded (chat_service/layers.py). Chosen
-    # by measurement: docs/performance.md, S1.
-    "pubsub": {
-        "BACKEND": "chat_service.layers.ChatPubSubLayer",
-        "CONFIG": {
-            "hosts": [_LAYER_HOST],
-            "prefix": f"{REDIS_PREFIX}:asgi",
-            # Per socket: a consumer this far behind loses what exceeds it; its cursor
-            # and the supervisor's sync recover it from PostgreSQL.
-            "capacity": env_int("CHANNEL_CAPACITY", 1000, minimum=10),
-        },
-    },
-    # channels-redis' core layer: one Redis round trip per message received.
-    "core": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            "hosts": [_LAYER_HOST],
-            "prefix": f"{REDIS_PREFIX}:asgi",
-            # Per channel: a socket far behind a burst loses what exceeds it (silently,
-            # channels#1244); the supervisor's sync recovers it from PostgreSQL.
-            "capacity": env_int("CHANNEL_CAPACITY", 5000, minimum=10),
-            "expiry": 60,
-            "group_expiry": GROUP_EXPIRY_S,
-        },
-    },
-}
-CHANNEL_LAYER = env_choice("CHANNEL_LAYER", "pubsub", tuple(REDIS_LAYERS))
-if REDIS_URL:
-    CHANNEL_LAYERS = {"default": REDIS_LAYERS[CHANNEL_LAYER]}
-else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+BROADCAST = {"HOSTS": [_BROADCAST_HOST] if REDIS_URL else []}
 
 # --- Chat behaviour ---------------------------------------------------------------------
 CHAT = {
@@ -205,7 +169,9 @@ CHAT = {
     "TYPING_THROTTLE_S": env_float("CHAT_TYPING_THROTTLE_S", 3.0, minimum=0.0),
     "JOIN_MAX_EVENTS": env_int("CHAT_JOIN_MAX_EVENTS", 500, minimum=1),
     "PAGE_MAX": 200,
-    "GROUP_REFRESH_S": env_int("CHAT_GROUP_REFRESH_S", max(30, GROUP_EXPIRY_S // 3), minimum=1),
+    # Live events one socket's thread holds back while it is busy (joining, catching up,
+    # answering its own message); past it they are dropped and read from PostgreSQL.
+    "STREAM_QUEUE": env_int("CHAT_STREAM_QUEUE", 1000, minimum=10),
     # A connection entry outlives a crashed process by at most this long. With the
     # presence sweep it bounds how long a killed process's sellers stay orange:
     # CONNECTION_TTL_S + PRESENCE_SWEEP_S (+ one supervisor tick) = 45 + 10 + 5 <= 60 s.
@@ -225,11 +191,11 @@ CHAT = {
     "PRESENCE_CACHE_S": env_int("CHAT_PRESENCE_CACHE_S", 600, minimum=0),
     # Seller ids one socket may be subscribed to at once (pages add up until unsubscribed).
     "PRESENCE_MAX_SUBSCRIPTIONS": env_int("CHAT_PRESENCE_MAX_SUBSCRIPTIONS", 1000, minimum=200),
-    # Threads (each with its own database connection) that run the sockets' database work
-    # in each web process (chat_service/db.py). SQLite allows one writer: one thread there.
-    # Every web process holds up to this many PostgreSQL connections (+ a few): size
-    # max_connections for processes x DB_THREADS (docs/operations.md).
-    "DB_THREADS": 1 if _db["ENGINE"] == "django.db.backends.sqlite3" else env_int("CHAT_DB_THREADS", 4, minimum=1),
+    # PostgreSQL connections of each web process's hot path (chat_service.pgpool): every
+    # message, join, connect runs one statement on one of them. Size max_connections for
+    # processes x (DB_POOL_SIZE + 2) (the ORM's thread and the HTTP requests' own).
+    "DB_POOL_SIZE": env_int("CHAT_DB_POOL_SIZE", 4, minimum=1),
+    "DB_POOL_TIMEOUT_S": env_float("CHAT_DB_POOL_TIMEOUT_S", 10.0, minimum=0.1),
 }
 
 # --- Static files, sessions, i18n -----------------------------------------------------------

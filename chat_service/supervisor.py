@@ -2,9 +2,12 @@
 
 One asyncio task per process (per event loop) instead of one timer per socket. Each tick
 it closes sockets that went silent for 2 × heartbeat_s (4002) or whose token expired
-(4001), and on slower cadences it renews the sockets' connection-registry entries and
-re-adds their channel-layer groups, so that live sockets never expire from either while
-entries of a killed process do.
+(4001), and on a slower cadence it renews the sockets' connection-registry entries, so
+that live sockets never expire from it while entries of a killed process do.
+
+Nothing lost at the tail: every SYNC_S, and at once when the broker reconnected (the
+hub's reset), it compares the cursor of every joined thread of the process with the
+thread's last seq in PostgreSQL (one statement) and lets lagging sockets catch up.
 
 Presence: every PRESENCE_SWEEP_S the supervisor sweeps sellers whose connection entries
 expired (a killed process, any process) and turns them offline; and it runs the offline
@@ -25,8 +28,9 @@ from typing import Protocol
 from django.conf import settings
 
 from chat_service import selectors
+from chat_service.broadcast import get_hub
 from chat_service.closecodes import CloseCode
-from chat_service.db import db_call
+from chat_service.streams import ThreadStream
 from presence import services as presence
 from presence.store import get_presence_store
 
@@ -39,11 +43,9 @@ class Supervised(Protocol):
     last_received: float  # time.monotonic()
     token_expires_at: float | None  # time.time()
 
-    joined: dict[str, int]  # order_id -> last seq delivered on this socket
+    streams: dict[str, ThreadStream]  # joined threads, each with its cursor
 
     async def close_with(self, code: CloseCode) -> None: ...
-
-    async def refresh_groups(self) -> None: ...
 
     async def sync_thread(self, order_id: str) -> None: ...
 
@@ -53,7 +55,6 @@ class Supervisor:
         self._sockets: set[Supervised] = set()
         self._task: asyncio.Task[None] | None = None
         self._last_touch = time.monotonic()
-        self._last_refresh = time.monotonic()
         self._last_sweep = time.monotonic()
         self._last_sync = time.monotonic()
         self._offline_checks: dict[str, asyncio.TimerHandle] = {}
@@ -63,6 +64,18 @@ class Supervisor:
         self._sockets.add(socket)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="chat-supervisor")
+
+    def sync_soon(self) -> None:
+        """The broker may have lost messages: compare every joined thread now."""
+        task = asyncio.get_running_loop().create_task(self._sync_now(), name="chat-sync")
+        self._check_tasks.add(task)  # a strong reference until it ends
+        task.add_done_callback(self._check_tasks.discard)
+
+    async def _sync_now(self) -> None:
+        try:
+            await self._sync_threads()
+        except Exception:  # noqa: BLE001 - the next tick tries again
+            log.exception("sync after a broker reset failed")
 
     def unregister(self, socket: Supervised) -> None:
         self._sockets.discard(socket)
@@ -124,10 +137,6 @@ class Supervisor:
                 [(s.user_id, s.conn_id) for s in self._sockets], ttl_s=ttl
             )
             await self._reregister(missing)
-        if now_mono - self._last_refresh >= chat["GROUP_REFRESH_S"]:
-            self._last_refresh = now_mono
-            for socket in list(self._sockets):
-                await socket.refresh_groups()
         if now_mono - self._last_sweep >= chat["PRESENCE_SWEEP_S"]:
             self._last_sweep = now_mono
             await presence.presence_sweep()
@@ -143,10 +152,12 @@ class Supervisor:
         comes. So every SYNC_S one query reads the last seq of every thread joined in this
         process, and each socket behind it reads the missing events from PostgreSQL.
         """
-        cursors = [(s, order_id, cursor) for s in list(self._sockets) for order_id, cursor in list(s.joined.items())]
+        self._last_sync = time.monotonic()
+        cursors = [(s, order_id, stream.cursor) for s in list(self._sockets)
+                   for order_id, stream in list(s.streams.items())]
         if not cursors:
             return
-        last = await db_call(selectors.threads_last_seq, order_ids=sorted({order_id for _, order_id, _ in cursors}))
+        last = await selectors.athreads_last_seq(order_ids=sorted({order_id for _, order_id, _ in cursors}))
         for socket, order_id, cursor in cursors:
             if last.get(order_id, 0) > cursor and socket in self._sockets:
                 log.info("socket behind its thread, syncing user=%s order=%s", socket.user_id, order_id)
@@ -185,4 +196,5 @@ def get_supervisor() -> Supervisor:
     supervisor = _supervisors.get(loop)
     if supervisor is None:
         supervisor = _supervisors[loop] = Supervisor()
+        get_hub().on_reset(supervisor.sync_soon)
     return supervisor

@@ -16,9 +16,10 @@ Invariants:
   sweep at the same time. Each push carries the state's ``version``; sockets drop a push
   that is not newer than what they have, so a reordered or repeated push never shows a
   stale state.
-* Pushes go to the group ``presence.<seller_id>`` only: a transition costs work in
-  proportion to that seller's subscribers. Nothing is pushed about a user who is not a
-  seller (see presence.selectors), and a snapshot of such an id reveals nothing.
+* Pushes go to the topic ``p.<seller_id>`` only: a transition costs work in proportion
+  to the processes with subscribers of that seller, and each fans it out to its own.
+  Nothing is pushed about a user who is not a seller (see presence.selectors), and a
+  snapshot of such an id reveals nothing.
 * A snapshot never shows a seller online whose connections all expired: such states
   are claimed (and pushed) on read instead of waiting for the next sweep.
 * Presence is best effort (Redis holds nothing we cannot lose): a failing push is
@@ -44,10 +45,6 @@ log = logging.getLogger(__name__)
 SWEEP_BATCH = 500
 SWEEP_MAX_BATCHES = 20
 _HIDDEN = PresenceState(online=False, last_seen_ms=None, version=0)
-
-
-def presence_group(seller_id: str) -> str:
-    return f"presence.{seller_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +148,6 @@ async def _publish(user_id: str, state: PresenceState) -> None:
             return
         replies = await db_call(selectors.typical_reply_seconds, seller_ids=[user_id])
         entry = SellerPresence(user_id, state, replies.get(user_id), True)
-        await fanout.publish_now(
-            presence_group(user_id),
-            {"type": "presence.changed", "seller_id": user_id, "version": state.version, **entry.as_wire()},
-        )
+        await fanout.publish(fanout.presence_changed(seller_id=user_id, version=state.version, wire=entry.as_wire()))
     except Exception:  # noqa: BLE001 - see the module docstring
         log.exception("presence push failed user=%s online=%s", user_id, state.online)

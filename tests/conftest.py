@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 
@@ -40,14 +41,24 @@ def _alive(pid: int) -> bool:
     return True
 
 
-@pytest.fixture(scope="session")
-def django_db_setup(django_db_setup):
-    """pytest-django's, plus: the database pool's connections close before the test
-    database is dropped (chat_service/db.py)."""
+@pytest.fixture(autouse=True)
+def _close_loop_resources(request):
+    """The hot path's database pool and the broadcast hub live on the event loop; each
+    async test has its own loop, so they are closed with it (and the test database can
+    be dropped at the end). Sync tests get nothing here: a sync test may drive its own
+    loop (Playwright's), where an async fixture cannot run."""
+    if inspect.iscoroutinefunction(request.function):
+        request.getfixturevalue("_loop_resources_closed")
     yield
-    from chat_service.db import db_pool_close
 
-    db_pool_close()
+
+@pytest.fixture
+async def _loop_resources_closed():
+    yield
+    from chat_service import broadcast, pgpool
+
+    await broadcast.hub_close()
+    await pgpool.pool_close()
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from channels.testing import WebsocketCommunicator
 
@@ -98,7 +99,7 @@ class TestSocket:
         """Assert that no (matching) frame arrives within ``timeout``."""
         try:
             frame = await self.next_frame(frame_type, timeout=timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return
         raise AssertionError(f"unexpected frame {frame}")
 

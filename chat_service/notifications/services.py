@@ -6,10 +6,11 @@ those that take a caller's ``user_id`` and an ``order_id`` authorize (participan
 
 When is something pushed to an offline user (docs/notifications.md)?
 
-* ``notifications_enqueue_for_event`` runs inside the event's transaction: one bulk
-  INSERT of a pending row per recipient and, on commit, a ``notification.created``
-  message to each recipient's ``user.<id>`` group (every socket decides for itself
-  whether to show it: not for a joined or muted thread).
+* Every thread event queues, in its own statement (chat_service.services.event_append),
+  a pending row per recipient who had no live connection when it was written (one who
+  had sees it live: the worker would only drop the row), and after commit it tells each
+  recipient's sockets (chat_service.fanout.appended: each socket decides whether to
+  show a ``notification``: not for a joined or muted thread).
 * A row is due at once when it is urgent (offers, order status, disputes), after
   ``DIGEST_DELAY_S`` when it is an ordinary message. ``notifications_compose_due`` takes
   a (user, thread) as soon as one of its rows is due and composes *all* its pending rows
@@ -43,13 +44,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
+import psycopg
 from django.db import transaction
 from django.db.models import CharField, Exists, Min, OuterRef, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
-from chat_service import fanout, protocol, sql
+from chat_service import fanout, pgpool, protocol, statements
+from chat_service.db import db_call
 from chat_service.models import Event, Role, Thread
 from chat_service.notifications import selectors, texts
 from chat_service.notifications.config import notify_config
@@ -60,7 +62,7 @@ from chat_service.notifications.models import (
     NotificationStatus,
     ThreadMute,
 )
-from chat_service.selectors import thread_for_participant
+from chat_service.selectors import thread_for_participant, unread_total_for_user
 from orders_bridge.models import Dispute, Offer, Order
 
 log = logging.getLogger(__name__)
@@ -72,38 +74,6 @@ DISPUTE_OPEN = "open"
 
 def order_facts(order: Order) -> texts.OrderFacts:
     return texts.OrderFacts(order_id=order.pk, item_title=order.item_title, supplier_name=order.supplier_name)
-
-
-# --- the hook in event_append ---------------------------------------------------------------
-
-
-def notifications_enqueue_for_event(*, thread: Thread, event: Event, order: texts.OrderFacts | None = None) -> None:
-    """Queue a notification of ``event`` for each party who did not write it (both for
-    system events) and schedule the live frame on commit. Inside the event's transaction;
-    one INSERT per recipient. ``order``: the order's facts if the caller has them (else
-    they are read). Does not validate."""
-    recipients = [
-        user_id
-        for role, user_id in ((Role.BUYER, thread.buyer_id), (Role.SELLER, thread.seller_id))
-        if role != event.author_role
-    ]
-    recipients = list(dict.fromkeys(recipients))
-    if not recipients:
-        return
-    note = texts.for_event(event_kind=event.kind, author_role=event.author_role, body=event.body,
-                           data=event.data, order=order or order_facts(thread.order))
-    delay = 0.0 if note.urgent else float(settings.NOTIFY["DIGEST_DELAY_S"])
-    due_at = event.created_at + timedelta(seconds=delay)
-    for user_id in recipients:  # one in practice (both only for a thread with buyer == seller)
-        sql.insert(Notification, {"user_id": user_id, "thread_id": thread.pk, "event_seq": event.seq,
-                                  "kind": note.kind, "urgent": note.urgent, "created_at": event.created_at,
-                                  "due_at": due_at})
-    for user_id in recipients:
-        fanout.publish_on_commit(
-            fanout.user_group(user_id),
-            {"type": "notification.created", "kind": note.kind, "order_id": thread.pk, "title": note.title,
-             "body": note.body, "event_seq": event.seq},
-        )
 
 
 # --- profiles, preferences, mutes -----------------------------------------------------------
@@ -120,6 +90,45 @@ def notification_profile_connected(*, user_id: str, email: str | None, now: date
 def notification_profile_disconnected(*, user_id: str, now: datetime | None = None) -> None:
     """A socket of the user closed: it was live until now. Does not validate."""
     _profile_upsert(user_id=user_id, last_online_at=now or timezone.now(), email=None)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionOpened:
+    muted: set[str]  # the user's muted order ids (the socket filters notification frames)
+    unread_total: int
+
+
+async def aconnection_opened(*, user_id: str, email: str | None) -> ConnectionOpened:
+    """A socket connected: ``notification_profile_connected`` and the user's unread total,
+    in one statement on the event loop (PostgreSQL). Does not validate."""
+    if not pgpool.enabled():
+        return await db_call(_connection_opened, user_id=user_id, email=email)
+    params = {"user_id": user_id, "email": email[:MAX_EMAIL_CHARS] if email else None, "now": timezone.now()}
+
+    async def record(conn: psycopg.AsyncConnection[Any]) -> ConnectionOpened:
+        cursor = await conn.execute(statements.CONNECT, params)
+        muted, total, _ = await cursor.fetchone()
+        return ConnectionOpened(set(muted), int(total))
+
+    return await pgpool.run(record)
+
+
+def _connection_opened(*, user_id: str, email: str | None) -> ConnectionOpened:
+    muted = notification_profile_connected(user_id=user_id, email=email)
+    return ConnectionOpened(muted, unread_total_for_user(user_id=user_id))
+
+
+async def aconnection_closed(*, user_id: str) -> None:
+    """A socket closed: ``notification_profile_disconnected`` on the event loop."""
+    if not pgpool.enabled():
+        await db_call(notification_profile_disconnected, user_id=user_id)
+        return
+    params = {"user_id": user_id, "now": timezone.now()}
+
+    async def record(conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(statements.DISCONNECT, params)
+
+    await pgpool.run(record)
 
 
 def _profile_upsert(*, user_id: str, last_online_at: datetime, email: str | None) -> None:
@@ -157,10 +166,7 @@ def thread_mute_set(*, user_id: str, order_id: str, muted: bool) -> bool:
             ThreadMute.objects.get_or_create(user_id=user_id, thread=thread)
         else:
             ThreadMute.objects.filter(user_id=user_id, thread=thread).delete()
-        fanout.publish_on_commit(
-            fanout.user_group(user_id),
-            {"type": "notifications.mute_updated", "order_id": order_id, "muted": muted},
-        )
+        fanout.publish_on_commit(fanout.mute_changed(user_id=user_id, order_id=order_id, muted=muted))
     return muted
 
 

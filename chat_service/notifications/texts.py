@@ -76,7 +76,7 @@ class Note:
 
     @property
     def urgent(self) -> bool:
-        return self.kind not in NOT_URGENT
+        return is_urgent(self.kind)
 
 
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
@@ -84,26 +84,44 @@ def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
+def kind_for_event(*, event_kind: str, data: dict[str, Any]) -> str:
+    """The notification kind of a thread event (what decides its urgency), without the
+    order's facts: the event's row is queued with it before they are read."""
+    change = str(data.get("change", ""))
+    if event_kind == "message":
+        return "message"
+    if event_kind == "offer":
+        return f"offer.{change}" if change in _OFFER_TITLES else "offer.updated"
+    if event_kind == "order":
+        return f"order.{change}" if change in _ORDER_TITLES else "order.updated"
+    if event_kind == "dispute":
+        return f"dispute.{_DISPUTE_KINDS.get(change, 'updated')}"
+    return "order.updated"
+
+
+def is_urgent(kind: str) -> bool:
+    return kind not in NOT_URGENT
+
+
 def for_event(*, event_kind: str, author_role: str, body: str, data: dict[str, Any], order: OrderFacts) -> Note:
     """The note for one thread event, as its recipient reads it."""
     item = excerpt(order.item_title, 60)
     change = str(data.get("change", ""))
+    kind = kind_for_event(event_kind=event_kind, data=data)
     if event_kind == "message":
         sender = order.supplier_name if author_role == "seller" else "your buyer"
-        return Note("message", f"New message from {sender}", f"{item}: {excerpt(body)}")
+        return Note(kind, f"New message from {sender}", f"{item}: {excerpt(body)}")
     if event_kind == "offer":
         offer = data.get("offer") or {}
         title = _OFFER_TITLES.get(change, "Offer updated for {item}").format(
             item=item, price=offer.get("price") or "", currency=offer.get("currency") or "")
-        return Note(f"offer.{change}" if change in _OFFER_TITLES else "offer.updated", title, excerpt(body))
+        return Note(kind, title, excerpt(body))
     if event_kind == "order":
-        if change in _ORDER_TITLES:
-            return Note(f"order.{change}", _ORDER_TITLES[change].format(item=item), excerpt(body))
-        return Note("order.updated", f"Order updated: {item}", excerpt(body))
+        title = _ORDER_TITLES[change] if change in _ORDER_TITLES else "Order updated: {item}"
+        return Note(kind, title.format(item=item), excerpt(body))
     if event_kind == "dispute":
-        kind = _DISPUTE_KINDS.get(change, "updated")
-        return Note(f"dispute.{kind}", _DISPUTE_TITLES[kind].format(item=item), excerpt(body))
-    return Note("order.updated", f"Order update: {item}", excerpt(body))
+        return Note(kind, _DISPUTE_TITLES[kind.removeprefix("dispute.")].format(item=item), excerpt(body))
+    return Note(kind, f"Order update: {item}", excerpt(body))
 
 
 def offer_expiring(*, order: OrderFacts, price: str, currency: str, expires_at: datetime) -> Note:

@@ -1,9 +1,16 @@
-"""Token buckets in Redis, shared by every process (one Lua script, one round trip)."""
+"""Token buckets in Redis, shared by every process (one Lua script, one round trip).
+
+The script is called by its SHA (EVALSHA) and loaded again when Redis forgot it (a
+restart). ``queue`` puts a hit into a caller's pipeline, so that the socket's send costs
+one round trip with its other Redis work (chat_service.admission).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from chat_service.ratelimit import Decision
-from chat_service.redis_client import get_async_redis, get_sync_redis, key
+from chat_service.redis_client import key, run_script, run_script_sync, script_sha
 
 # KEYS[1] bucket; ARGV: limit, window_ms. Uses the server's clock so processes agree.
 _SCRIPT = """
@@ -31,12 +38,19 @@ return {allowed, retry_ms}
 
 
 class RedisRateLimiter:
-    async def hit(self, bucket: str, *, limit: int, window_s: float) -> Decision:
-        client = get_async_redis()
-        allowed, retry_ms = await client.eval(_SCRIPT, 1, key("rl", bucket), limit, int(window_s * 1000))
+    script = _SCRIPT
+
+    def queue(self, pipe: Any, bucket: str, *, limit: int, window_s: float) -> None:
+        """Add a hit to ``pipe``; ``decision`` reads its result."""
+        pipe.evalsha(script_sha(_SCRIPT), 1, key("rl", bucket), limit, int(window_s * 1000))
+
+    @staticmethod
+    def decision(result: Any) -> Decision:
+        allowed, retry_ms = result
         return Decision(bool(allowed), int(retry_ms) / 1000.0)
 
+    async def hit(self, bucket: str, *, limit: int, window_s: float) -> Decision:
+        return self.decision(await run_script(_SCRIPT, 1, key("rl", bucket), limit, int(window_s * 1000)))
+
     def hit_sync(self, bucket: str, *, limit: int, window_s: float) -> Decision:
-        client = get_sync_redis()
-        allowed, retry_ms = client.eval(_SCRIPT, 1, key("rl", bucket), limit, int(window_s * 1000))
-        return Decision(bool(allowed), int(retry_ms) / 1000.0)
+        return self.decision(run_script_sync(_SCRIPT, 1, key("rl", bucket), limit, int(window_s * 1000)))

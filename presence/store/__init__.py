@@ -81,6 +81,9 @@ class PresenceStore(Protocol):
         """Extend the life of registered connections. Never registers one: returns the
         entries that were not registered (any more) for the caller to decide about."""
 
+    async def connected(self, user_ids: Sequence[str]) -> set[str]:
+        """The users among ``user_ids`` with a live connection now."""
+
     async def connection_count(self, user_id: str) -> int:
         """The user's live (unexpired) connection count."""
 

@@ -94,6 +94,10 @@ class MemoryPresenceStore:
                 status.due_ms = max(status.due_ms or expires, expires)
         return missing
 
+    async def connected(self, user_ids: Sequence[str]) -> set[str]:
+        now = self._now()
+        return {user_id for user_id in user_ids if self._live(user_id, now)}
+
     async def connection_count(self, user_id: str) -> int:
         return len(self._live(user_id, self._now()))
 

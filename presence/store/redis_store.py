@@ -24,8 +24,9 @@ Times come from Redis' TIME, so the clocks of the web processes do not matter.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from chat_service.redis_client import get_async_redis, key
+from chat_service.redis_client import get_async_redis, key, run_script
 from presence.store import Claim, Closed, Opened, PresenceState
 
 _NOW = """
@@ -162,14 +163,14 @@ def _ms(seconds: float) -> int:
 
 class RedisPresenceStore:
     async def connection_open(self, user_id: str, conn_id: str, *, ttl_s: float) -> Opened:
-        count, came, version = await get_async_redis().eval(
+        count, came, version = await run_script(
             _OPEN, 3, _conn_key(user_id), _state_key(user_id), _due_key(), conn_id, _ms(ttl_s), user_id
         )
         state = PresenceState(online=True, last_seen_ms=None, version=int(version)) if came else None
         return Opened(count=int(count), came_online=state)
 
     async def connection_close(self, user_id: str, conn_id: str, *, grace_s: float) -> Closed:
-        count, started = await get_async_redis().eval(
+        count, started = await run_script(
             _CLOSE, 3, _conn_key(user_id), _state_key(user_id), _due_key(), conn_id, _ms(grace_s), user_id
         )
         return Closed(count=int(count), offline_due_in_s=grace_s if started else None)
@@ -177,7 +178,6 @@ class RedisPresenceStore:
     async def connections_touch(
         self, entries: Iterable[tuple[str, str]], *, ttl_s: float
     ) -> list[tuple[str, str]]:
-        client = get_async_redis()
         batch = list(entries)
         missing: list[tuple[str, str]] = []
         for start in range(0, len(batch), _BATCH):
@@ -187,22 +187,38 @@ class RedisPresenceStore:
             for user_id, conn_id in chunk:
                 keys += [_conn_key(user_id), _state_key(user_id)]
                 args += [conn_id, user_id]
-            indexes = await client.eval(_TOUCH, len(keys), *keys, *args)
+            indexes = await run_script(_TOUCH, len(keys), *keys, *args)
             missing += [chunk[int(i) - 1] for i in indexes]
         return missing
+
+    def queue_connected(self, pipe: Any, user_ids: Sequence[str]) -> None:
+        """Add to ``pipe`` whether each user has a live connection (``connected_of`` reads
+        the results): its set exists while its newest entry has not expired."""
+        for user_id in user_ids:
+            pipe.exists(_conn_key(user_id))
+
+    @staticmethod
+    def connected_of(user_ids: Sequence[str], results: Sequence[Any]) -> set[str]:
+        return {user_id for user_id, exists in zip(user_ids, results, strict=True) if exists}
+
+    async def connected(self, user_ids: Sequence[str]) -> set[str]:
+        if not user_ids:
+            return set()
+        async with get_async_redis().pipeline(transaction=False) as pipe:
+            self.queue_connected(pipe, user_ids)
+            return self.connected_of(user_ids, await pipe.execute())
 
     async def connection_count(self, user_id: str) -> int:
         # A read-only script: purge-free, counts entries that have not expired yet.
         script = _NOW + "return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')"
-        return int(await get_async_redis().eval(script, 1, _conn_key(user_id)))
+        return int(await run_script(script, 1, _conn_key(user_id)))
 
     async def presence_get(self, user_ids: Sequence[str]) -> dict[str, tuple[PresenceState, bool]]:
-        client = get_async_redis()
         result: dict[str, tuple[PresenceState, bool]] = {}
         ids = list(dict.fromkeys(user_ids))
         for start in range(0, len(ids), _BATCH):
             chunk = ids[start : start + _BATCH]
-            rows = await client.eval(_GET, len(chunk) + 1, _due_key(), *map(_state_key, chunk), *chunk)
+            rows = await run_script(_GET, len(chunk) + 1, _due_key(), *map(_state_key, chunk), *chunk)
             for user_id, (on, version, seen, due) in zip(chunk, rows, strict=True):
                 online = bool(on)
                 last_seen = None if online or int(seen) < 0 else int(seen)
@@ -210,7 +226,7 @@ class RedisPresenceStore:
         return result
 
     async def offline_claim(self, user_id: str, *, last_seen_ttl_s: float) -> Claim:
-        flipped, version, seen, retry_ms = await get_async_redis().eval(
+        flipped, version, seen, retry_ms = await run_script(
             _CLAIM, 3, _conn_key(user_id), _state_key(user_id), _due_key(), user_id, _ms(last_seen_ttl_s)
         )
         if flipped:
@@ -218,5 +234,5 @@ class RedisPresenceStore:
         return Claim(None, int(retry_ms) / 1000 if int(retry_ms) >= 0 else None)
 
     async def offline_due(self, *, limit: int) -> list[str]:
-        rows = await get_async_redis().eval(_DUE, 1, _due_key(), limit)
+        rows = await run_script(_DUE, 1, _due_key(), limit)
         return [r.decode() if isinstance(r, bytes) else str(r) for r in rows]

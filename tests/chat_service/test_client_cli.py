@@ -3,7 +3,6 @@ in-memory layer): two people chat from two terminals with the command-line clien
 the worker's jobs run inside that one process so an accepted offer changes the price live."""
 
 import asyncio
-
 import os
 import socket
 import subprocess

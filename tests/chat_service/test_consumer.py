@@ -1,4 +1,4 @@
-"""The socket, in process: the real ASGI stack on the Redis channel layer and PostgreSQL."""
+"""The socket, in process: the real ASGI stack on the Redis broker and PostgreSQL."""
 
 import asyncio
 import time
@@ -154,7 +154,8 @@ async def test_message_reaches_the_other_party_and_is_acked_with_its_seq(order):
     assert data["event"]["seq"] == 1 and data["duplicate"] is False
     pushed = await seller.next_frame("thread.event")
     assert pushed["event"] == data["event"]
-    assert (await buyer.next_frame("thread.event"))["event"]["seq"] == 1  # own stream is complete too
+    # Protocol 2: the reply is the sender's element of the stream; no thread.event repeats it.
+    await buyer.no_frame("thread.event")
     await buyer.close(), await seller.close()
 
 
@@ -195,9 +196,11 @@ async def test_read_updates_the_other_party_and_every_socket_of_the_reader(order
     assert await buyer.next_frame("thread.read_updated") == {
         "type": "thread.read_updated", "order_id": order.pk, "user_id": "s", "seq": 2,
     }
-    for tab in (seller_tab1, seller_tab2):
-        frame = await tab.next_frame("unread.updated")
-        assert (frame["unread"], frame["unread_total"]) == (0, 0)
+    frame = await seller_tab2.next_frame("unread.updated")
+    assert (frame["unread"], frame["unread_total"]) == (0, 0)
+    # The reader's own socket has its reply: no echo of its own read.
+    await seller_tab1.no_frame("unread.updated")
+    await seller_tab1.no_frame("thread.read_updated")
     await buyer.close(), await seller_tab1.close(), await seller_tab2.close()
 
 
@@ -205,11 +208,12 @@ async def test_a_new_message_raises_the_badge_on_every_socket_of_the_recipient(o
     buyer = await TestSocket.open("b")
     seller_tabs = [await TestSocket.open("s"), await TestSocket.open("s")]
     await buyer.request("message.send", order_id=order.pk, client_msg_id="c1", body="hello")
-    for tab in seller_tabs:
-        assert await tab.next_frame("unread.updated") == {
-            "type": "unread.updated", "order_id": order.pk, "unread": 1, "unread_total": 1,
-        }
+    for tab in seller_tabs:  # one frame each: the notification carries the counts
+        frame = await tab.next_frame("notification")
+        assert (frame["order_id"], frame["unread"], frame["unread_total"]) == (order.pk, 1, 1)
+        await tab.no_frame("unread.updated")
     await buyer.no_frame("unread.updated")
+    await buyer.no_frame("notification")
     for socket in (buyer, *seller_tabs):
         await socket.close()
 
@@ -267,10 +271,10 @@ async def test_malformed_frames_get_an_error_and_the_socket_stays_open(order, na
 
 
 async def test_a_bug_in_a_handler_is_answered_as_internal_and_the_socket_survives(order, monkeypatch):
-    def broken(**kwargs):
+    async def broken(**kwargs):
         raise ZeroDivisionError("bug")
 
-    monkeypatch.setattr(services, "message_send", broken)
+    monkeypatch.setattr(services, "amessage_send", broken)
     buyer = await TestSocket.open("b")
     reply = await buyer.request_frame("message.send", order_id=order.pk, client_msg_id="c", body="x")
     assert reply["error"] == {"code": "internal", "message": reply["error"]["message"], "retryable": True}
@@ -326,9 +330,9 @@ async def test_events_repeated_by_the_layer_are_delivered_once(order):
         with_pushes.extend(pushed)
 
     await db(send_and_keep)()
-    group, message = next(p for p in with_pushes if p[1]["type"] == "thread.event")
+    to_thread = next(p for p in with_pushes if p[0] == f"t.{order.pk}")
     for _ in range(3):
-        await fanout.publish_now(group, message)
+        await fanout.publish([to_thread])
     assert (await seller.next_frame("thread.event"))["event"]["body"] == "once"
     await seller.no_frame("thread.event")
     await seller.close()
@@ -395,3 +399,89 @@ async def test_joining_during_a_burst_gives_a_gapless_duplicate_free_stream(orde
     assert seen == list(range(1, 41))
     await seller.no_frame("thread.event")
     await buyer.close(), await seller.close()
+
+
+# --- protocol 2: the economy of the stream -------------------------------------------------------
+
+
+async def frames_for_a_minute(socket: TestSocket, timeout: float = 0.4) -> list[dict]:
+    frames = []
+    while True:
+        try:
+            frames.append(await socket.next_frame(timeout=timeout))
+        except asyncio.TimeoutError:
+            return frames
+
+
+async def test_a_conversation_message_is_one_frame_per_socket_and_the_senders_reply(order):
+    buyer = await TestSocket.open("b")
+    seller_open, seller_elsewhere = await TestSocket.open("s"), await TestSocket.open("s")
+    buyer_elsewhere = await TestSocket.open("b")
+    await buyer.request("thread.join", order_id=order.pk)
+    await seller_open.request("thread.join", order_id=order.pk)
+    await buyer.send({"type": "message.send", "ref": "m", "order_id": order.pk, "client_msg_id": "c1", "body": "hi"})
+    assert [f["type"] for f in await frames_for_a_minute(buyer)] == ["reply"]
+    assert [f["type"] for f in await frames_for_a_minute(seller_open)] == ["thread.event"]
+    assert [f["type"] for f in await frames_for_a_minute(seller_elsewhere)] == ["notification"]
+    assert await frames_for_a_minute(buyer_elsewhere) == []  # the author's move is implied
+    for socket in (buyer, seller_open, seller_elsewhere, buyer_elsewhere):
+        await socket.close()
+
+
+async def test_a_message_is_published_once_to_its_thread_and_once_to_the_recipient(order, monkeypatch):
+    from chat_service import broadcast
+
+    published: list[str] = []
+    original = broadcast.Hub.publish
+
+    async def record(self, publications):
+        batch = list(publications)
+        published.extend(topic for topic, _ in batch)
+        await original(self, batch)
+
+    monkeypatch.setattr(broadcast.Hub, "publish", record)
+    buyer, seller = await TestSocket.open("b"), await TestSocket.open("s")
+    await buyer.request("thread.join", order_id=order.pk)
+    await seller.request("thread.join", order_id=order.pk)
+    published.clear()  # the sellers' presence
+    await buyer.request("message.send", order_id=order.pk, client_msg_id="c1", body="hi")
+    assert published == [f"t.{order.pk}", "u.s"]
+    await buyer.close(), await seller.close()
+
+
+async def test_an_event_is_encoded_once_however_many_sockets_show_it(order, monkeypatch):
+    from chat_service import protocol
+
+    async def encodings_for(tabs: int) -> int:
+        calls = []
+        real = protocol.encode
+        monkeypatch.setattr(protocol, "encode", lambda frame: calls.append(frame["type"]) or real(frame))
+        buyer = await TestSocket.open("b")
+        sellers = [await TestSocket.open("s") for _ in range(tabs)]
+        for socket in (buyer, *sellers):
+            await socket.request("thread.join", order_id=order.pk)
+        calls.clear()
+        await buyer.request("message.send", order_id=order.pk, client_msg_id=f"tabs-{tabs}", body="hi")
+        for seller in sellers:
+            await seller.next_frame("thread.event")
+        monkeypatch.setattr(protocol, "encode", real)
+        for socket in (buyer, *sellers):
+            await socket.close()
+        return len(calls)
+
+    assert await encodings_for(1) == await encodings_for(6)
+
+
+async def test_no_notification_row_is_written_for_a_recipient_who_is_connected(order):
+    from chat_service.notifications.models import Notification
+
+    buyer, seller = await TestSocket.open("b"), await TestSocket.open("s")
+    await buyer.request("thread.join", order_id=order.pk)
+    await buyer.request("message.send", order_id=order.pk, client_msg_id="seen", body="you are here")
+    await seller.next_frame("notification")
+    await seller.close()
+    await asyncio.sleep(0.2)  # the seller's disconnect is recorded
+    await buyer.request("message.send", order_id=order.pk, client_msg_id="unseen", body="you left")
+    rows = await db(lambda: list(Notification.objects.values_list("user_id", "event_seq")))()
+    assert rows == [("s", 2)]
+    await buyer.close()

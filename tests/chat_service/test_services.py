@@ -1,15 +1,29 @@
-"""Thread services on the real database: seqs, idempotency, counters, pushes on commit."""
+"""Thread services on the real database: seqs, idempotency, counters, pushes on commit.
+
+Every test runs twice: with the append rule as PostgreSQL's one statement
+(chat_service.statements.APPEND) and as the portable statements SQLite uses, on the
+same database, so that the two forms of the rule cannot drift apart.
+"""
 
 import pytest
 from django.db import transaction
 
-from chat_service import fanout
+from chat_service import fanout, pgpool
 from chat_service.errors import NotFound
 from chat_service.models import Event
+from chat_service.notifications.models import Notification
 from chat_service.services import message_send, thread_read
 from tests.factories import make_order, thread_of
+from tests.publications import decoded
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True, params=["statement", "portable"])
+def append_form(request, monkeypatch):
+    if request.param == "portable":
+        monkeypatch.setattr(pgpool, "enabled", lambda: False)
+    return request.param
 
 
 def send(user, order, body="hi", cmid=None):
@@ -87,27 +101,48 @@ def test_non_participant_cannot_send_or_read_and_nothing_is_stored(stranger):
     assert thread_of(order).last_seq == 0
 
 
-def test_send_schedules_the_event_and_the_recipients_unread_after_commit():
+def test_send_publishes_the_event_to_the_thread_and_the_counts_to_the_recipient_after_commit():
     order = make_order(buyer_id="b", seller_id="s")
     with fanout.collecting() as pushed:
         event = send("b", order, body="hello").event
-    assert pushed == [
-        (f"thread.{order.pk}", {"type": "thread.event", "order_id": order.pk,
-                                "event": pushed[0][1]["event"]}),
-        ("user.s", {"type": "unread.updated", "order_id": order.pk, "unread": 1, "unread_total": 1}),
-        ("user.s", {"type": "notification.created", "kind": "message", "order_id": order.pk,
-                    "title": "New message from your buyer", "body": f"{order.item_title}: hello", "event_seq": 1}),
+    thread_frame = {"type": "thread.event", "order_id": order.pk, "event": decoded(pushed)[0][1]["f"]["event"]}
+    assert decoded(pushed) == [
+        (f"t.{order.pk}", {"k": "event", "o": order.pk, "s": 1, "f": thread_frame}),
+        ("u.s", {"k": "unread", "o": order.pk, "d": True,
+                 "f": {"type": "unread.updated", "order_id": order.pk, "unread": 1, "unread_total": 1},
+                 "n": {"type": "notification", "kind": "message", "order_id": order.pk,
+                       "title": "New message from your buyer", "body": f"{order.item_title}: hello",
+                       "event_seq": 1, "unread": 1, "unread_total": 1}}),
     ]
-    assert pushed[0][1]["event"]["seq"] == event.seq and pushed[0][1]["event"]["body"] == "hello"
+    assert thread_frame["event"]["seq"] == event.seq and thread_frame["event"]["body"] == "hello"
 
 
-def test_reply_clears_the_authors_unread_on_all_their_sockets():
+def test_a_reply_publishes_nothing_about_the_authors_own_marker():
     order = make_order(buyer_id="b", seller_id="s")
     send("b", order)
     with fanout.collecting() as pushed:
         send("s", order)
-    assert ("user.s", {"type": "unread.updated", "order_id": order.pk, "unread": 0, "unread_total": 0}) in pushed
-    assert (f"thread.{order.pk}", {"type": "thread.read_updated", "order_id": order.pk, "user_id": "s", "seq": 2}) in pushed
+    assert [(topic, envelope["k"]) for topic, envelope in decoded(pushed)] == [
+        (f"t.{order.pk}", "event"), ("u.b", "unread")]
+    thread = thread_of(order)
+    assert (thread.seller_read_seq, thread.seller_unread) == (2, 0)  # implied by the message
+
+
+def test_no_notification_row_for_a_recipient_who_is_online():
+    order = make_order(buyer_id="b", seller_id="s")
+    message_send(user_id="b", order_id=order.pk, client_msg_id="seen", body="live", online={"s"})
+    message_send(user_id="b", order_id=order.pk, client_msg_id="unseen", body="later")
+    assert list(Notification.objects.values_list("user_id", "event_seq")) == [("s", 2)]
+
+
+def test_unread_totals_in_the_counts_cover_every_thread_of_the_recipient():
+    first = make_order(buyer_id="b", seller_id="s")
+    second = make_order(buyer_id="b2", seller_id="s")
+    send("b", first)
+    with fanout.collecting() as pushed:
+        send("b2", second)
+    counts = decoded(pushed)[1][1]["f"]
+    assert (counts["unread"], counts["unread_total"]) == (1, 2)
 
 
 def test_nothing_is_pushed_when_the_transaction_rolls_back():
@@ -127,4 +162,4 @@ def test_read_pushes_only_when_the_marker_moves():
     with fanout.collecting() as pushed:
         thread_read(user_id="s", order_id=order.pk, seq=1)
         thread_read(user_id="s", order_id=order.pk, seq=1)
-    assert [m["type"] for _, m in pushed] == ["thread.read_updated", "unread.updated"]
+    assert [envelope["k"] for _, envelope in decoded(pushed)] == ["read", "unread"]

@@ -16,17 +16,18 @@ CLEAN_ENV = {k: v for k, v in os.environ.items()
 
 
 def load_settings(tmp_path, **env):
-    code = "from django.conf import settings; settings.DEBUG; print(settings.DEBUG, settings.DATABASES['default']['ENGINE'], settings.CHANNEL_LAYERS['default']['BACKEND'])"
+    code = ("from django.conf import settings; settings.DEBUG; print(settings.DEBUG, "
+            "settings.DATABASES['default']['ENGINE'], 'redis' if settings.BROADCAST['HOSTS'] else 'memory')")
     return subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
         env={**CLEAN_ENV, "DJANGO_SETTINGS_MODULE": "chat_service.settings", "VAR_DIR": str(tmp_path), **env},
     )
 
 
-def test_nothing_configured_runs_embedded_sqlite_memory_layer_debug(tmp_path):
+def test_nothing_configured_runs_embedded_sqlite_memory_broker_debug(tmp_path):
     result = load_settings(tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["True", "django.db.backends.sqlite3", "channels.layers.InMemoryChannelLayer"]
+    assert result.stdout.split() == ["True", "django.db.backends.sqlite3", "memory"]
 
 
 def test_production_with_default_secrets_refuses_to_start(tmp_path):
@@ -41,7 +42,7 @@ def test_debug_off_with_real_secrets_starts_on_postgres_and_redis(tmp_path):
         SECRET_KEY="s" * 40, CHAT_TOKEN_SECRET="t" * 40, BRIDGE_SECRET="u" * 40,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["False", "django.db.backends.postgresql", "chat_service.layers.ChatPubSubLayer"]
+    assert result.stdout.split() == ["False", "django.db.backends.postgresql", "redis"]
 
 
 def test_malformed_numbers_name_the_variable(tmp_path):
@@ -58,10 +59,10 @@ def test_database_urls_are_parsed():
         database_from_url("mysql://x/y")
 
 
-def test_the_redis_layer_is_configured_for_idle_sockets_and_bursts():
+def test_the_redis_broker_is_configured_for_idle_sockets_and_bursts():
     from django.conf import settings
 
-    host = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]
+    host = settings.BROADCAST["HOSTS"][0]
     assert host["socket_timeout"] is None  # channels_redis#422: idle consumers die otherwise
     assert host["max_connections"] >= 1000  # redis-py's default pool refuses past 100
 
@@ -75,13 +76,3 @@ def test_bridge_secrets_come_from_the_environment(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["u" * 40, "v" * 40, "120"]
-
-
-def test_the_core_layer_can_be_chosen_and_a_wrong_layer_is_named(tmp_path):
-    production = {"DATABASE_URL": "postgres://postgres@127.0.0.1/test", "REDIS_URL": "redis://127.0.0.1:6379/0",
-                  "SECRET_KEY": "s" * 40, "CHAT_TOKEN_SECRET": "t" * 40, "BRIDGE_SECRET": "u" * 40}
-    result = load_settings(tmp_path, CHANNEL_LAYER="core", **production)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[2] == "channels_redis.core.RedisChannelLayer"
-    result = load_settings(tmp_path, CHANNEL_LAYER="rabbit", **production)
-    assert result.returncode != 0 and "CHANNEL_LAYER" in result.stderr

@@ -1,10 +1,11 @@
 """Real Daphne processes for end-to-end tests.
 
-Each ``DaphneServer`` is one ``python -m daphne chat_service.asgi:application`` process on
-a free loopback port, configured like a production process of the service: PostgreSQL
-(the pytest-django test database, so rows a test commits are visible to the servers),
-the Redis channel layer, and the same Redis prefix and secrets as the test process, so
-that code in the test and every server share one layer and one key space.
+Each ``DaphneServer`` is one process started with the Procfile's web command (its exact
+flags: listen backlog, connect timeout, frame cap; chat_service.serving) on a free
+loopback port, configured like a production process of the service: PostgreSQL (the
+pytest-django test database, so rows a test commits are visible to the servers), the
+Redis broker, and the same Redis prefix and secrets as the test process, so that code in
+the test and every server share one broker and one key space.
 
 A server counts as started when ``GET /healthz`` answers 200 (database and Redis
 reachable). Its stderr goes to a temporary file that the e2e conftest attaches to the
@@ -18,7 +19,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +26,12 @@ from urllib.parse import quote
 
 from django.conf import settings
 
+from chat_service.serving import max_message_bytes, web_argv
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 5.0
-MAX_MESSAGE_BYTES = 65536
+MAX_MESSAGE_BYTES = max_message_bytes()
 
 
 class ServerStartError(RuntimeError):
@@ -129,7 +131,7 @@ class DaphneServer:
         """The status code of GET /healthz, or None if the server does not answer."""
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.port), 2)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             return None
         try:
             writer.write(
@@ -139,7 +141,7 @@ class DaphneServer:
             status_line = await asyncio.wait_for(reader.readline(), 5)
             parts = status_line.split()
             return int(parts[1]) if len(parts) >= 2 else None
-        except (OSError, asyncio.TimeoutError, ValueError):
+        except (TimeoutError, OSError, ValueError):
             return None
         finally:
             writer.close()
@@ -182,13 +184,7 @@ def spawn(name: str, env_overrides: dict[str, str] | None = None) -> DaphneServe
     fd, path = tempfile.mkstemp(prefix=f"daphne-{name}-", suffix=".stderr")
     with os.fdopen(fd, "wb") as stderr:
         process = subprocess.Popen(
-            [
-                sys.executable, "-m", "daphne",
-                "-b", "127.0.0.1",
-                "-p", str(port),
-                "--websocket-max-message-size", str(MAX_MESSAGE_BYTES),
-                "chat_service.asgi:application",
-            ],
+            web_argv(port=port),
             cwd=REPO_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -38,7 +38,7 @@ async def pushed_events(client: ChatClient, order_id: str, *, until_seq: int,
             frame = await client.next_frame(
                 "thread.event", timeout=remaining, where=lambda f: f.get("order_id") == order_id
             )
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             return events
         events.append(frame["event"])
         if frame["event"]["seq"] >= until_seq:

@@ -35,7 +35,7 @@ async def first_frame_or_close(url: str, origin: str | None) -> tuple[str, objec
             raw = await asyncio.wait_for(socket.recv(), TIMEOUT_S)
         except websockets.ConnectionClosed as exc:
             return "closed", exc.rcvd.code if exc.rcvd is not None else None
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             return "open", f"no frame and no close within {TIMEOUT_S}s"
         return "frame", json.loads(raw)
 

@@ -1,11 +1,12 @@
-"""The Redis channel layer at its known limits (see /work/shared/PITFALLS.md).
+"""The Redis broker at redis-py's known limits (see /work/shared/PITFALLS.md).
 
-* redis-py 8 gives connections a 5 s socket timeout; the layer's blocking receive waits
-  5 s, so without ``socket_timeout=None`` an idle consumer dies with 1011. To see this
-  test fail without the fix, run it with
-  ``E2E_SERVER_SETTINGS=tests.e2e.settings_without_socket_timeout_fix``.
+* redis-py 8 gives connections a 5 s socket timeout; the broker's subscribed connection
+  waits for messages without end, so without ``socket_timeout=None`` a quiet process's
+  reader fails every 5 s and reconnects, and a message published meanwhile is lost (the
+  socket then waits for the periodic sync). To see this test fail without the fix, run it
+  with ``E2E_SERVER_SETTINGS=tests.e2e.settings_without_socket_timeout_fix``.
 * redis-py 8's async pool stops at 100 connections by default; a connect burst then
-  fails handshakes and leaves dead group members behind.
+  fails handshakes and leaves dead subscriptions or entries behind.
 * The per-user connection cap is counted in Redis, so it holds across processes.
 """
 
@@ -23,7 +24,7 @@ from redis import Redis as SyncRedis
 from chat_service.client import ChatClient
 from tests.e2e.streams import pushed_events
 from tests.factories import make_order, token_for
-from tests.layers import channel_residue, group_residue
+from tests.topics import topic_residue
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -32,10 +33,6 @@ BURST_CONNECTIONS = 1000
 BURST_CONCURRENCY = 200
 BURST_SELLERS = 10
 CLEANUP_WAIT_S = 60  # a liveness bound: the check returns as soon as Redis is clean
-
-
-def group_key(group: str) -> str:
-    return f"{settings.REDIS_PREFIX}:asgi:group:{group}"
 
 
 def conn_key(user_id: str) -> str:
@@ -76,15 +73,16 @@ async def test_socket_idle_longer_than_redis_socket_timeout_survives(daphne):
         for client in (buyer, seller):
             await client.request("thread.join", order_id=order.order_id)
 
-        # Nothing at all on either socket (no ping either), and none of the layer's
-        # messages for the process: its blocking receive times out on the Redis side.
+        # Nothing at all on either socket (no ping either), and nothing published to the
+        # process: its subscribed connection stays quiet longer than redis-py's timeout.
         await asyncio.sleep(IDLE_S)
         assert not buyer.closed.is_set(), f"buyer socket closed with {buyer.close_code}"
         assert not seller.closed.is_set(), f"seller socket closed with {seller.close_code}"
 
         event = await buyer.send_message(order.order_id, "still there?", client_msg_id="after-idle")
         assert event["seq"] == 1
-        pushed = await pushed_events(seller, order.order_id, until_seq=1)
+        # Delivered live: well before the periodic sync (CHAT_SYNC_S) would repair a loss.
+        pushed = await pushed_events(seller, order.order_id, until_seq=1, timeout=2)
         assert [(e["seq"], e["body"]) for e in pushed] == [(1, "still there?")]
         assert not buyer.closed.is_set() and not seller.closed.is_set()
     finally:
@@ -125,9 +123,7 @@ async def test_connect_that_fails_inside_the_server_is_closed_for_reconnect_not_
         try:
             client = await ChatClient.open(server.ws_url, token_for(f"seller-pool-{i % 5}"), wait_hello=False)
         except (websockets.InvalidHandshake, OSError):
-            # On the pub/sub layer the socket's channel is subscribed before the consumer
-            # accepts: a failure there refuses the handshake, which the client retries too.
-            return "handshake refused"
+            return "handshake refused"  # the client retries this too
         try:
             return await first_frame_or_close(client, timeout=10)
         finally:
@@ -183,10 +179,9 @@ async def test_burst_of_1000_connects_gets_hello_and_pushes_and_leaves_nothing_i
         sync_redis = SyncRedis.from_url(settings.REDIS_URL)
         try:
             for i, order_id in enumerate(order_ids):
-                assert group_residue(sync_redis, f"thread.{order_id}") != []
-                assert group_residue(sync_redis, f"user.seller-burst-{i}") != []
+                assert topic_residue(sync_redis, f"t.{order_id}") != []
+                assert topic_residue(sync_redis, f"u.seller-burst-{i}") != []
                 assert await redis.zcard(conn_key(f"seller-burst-{i}")) == per_seller
-            assert len(channel_residue(sync_redis)) >= BURST_CONNECTIONS
         finally:
             sync_redis.close()
 
@@ -212,8 +207,7 @@ async def test_burst_of_1000_connects_gets_hello_and_pushes_and_leaves_nothing_i
         await buyer.close()
         buyer = None
 
-        # Every disconnect handler ran: no group member, no socket channel and no
-        # connection entry is left.
+        # Every disconnect handler ran: no subscription and no connection entry is left.
         async def left_in_redis() -> dict[str, int]:
             left = {
                 key.decode(): await redis.zcard(key)
@@ -221,7 +215,7 @@ async def test_burst_of_1000_connects_gets_hello_and_pushes_and_leaves_nothing_i
             }
             sync_redis = SyncRedis.from_url(settings.REDIS_URL)
             try:
-                left.update(dict.fromkeys(group_residue(sync_redis) + channel_residue(sync_redis), 1))
+                left.update(dict.fromkeys(topic_residue(sync_redis), 1))
             finally:
                 sync_redis.close()
             return left

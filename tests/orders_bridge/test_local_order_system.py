@@ -20,6 +20,7 @@ from orders_bridge.models import InboxEvent, Order, OutboxMessage, OutboxStatus
 from orders_bridge.services import disputes, offers, orders
 from orders_bridge.transport import DeliveryResult, HttpTransport
 from tests.factories import make_order
+from tests.publications import thread_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,8 +50,7 @@ def test_an_accepted_offer_changes_the_price_through_the_outbox_with_an_order_ev
     assert event.body == "Price changed to 21.50 USD (was 25.00 USD)."
     assert event.author_role == "system" and event.data["change"] == "price_changed"
     assert event.data["order"]["amount"] == "21.50" and event.data["order"]["version"] == order.version + 1
-    thread_pushes = [m["event"] for g, m in pushed if g == f"thread.{order.pk}" and m["type"] == "thread.event"]
-    assert [e["seq"] for e in thread_pushes] == [event.seq]
+    assert [e["seq"] for e in thread_events(pushed, order.pk)] == [event.seq]
 
 
 def test_delivering_the_same_action_twice_changes_the_price_once():

@@ -13,6 +13,7 @@ from chat_service.models import Event
 from orders_bridge.models import Dispute, Offer, Order, OutboxMessage
 from orders_bridge.services import disputes, offers, orders
 from tests.factories import make_order, thread_of
+from tests.publications import thread_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -62,8 +63,8 @@ def test_request_make_accept_flows_through_the_thread_and_the_outbox(unpaid):
 def test_offer_events_raise_the_other_partys_unread_and_are_pushed(unpaid):
     with fanout.collecting() as pushed:
         offers.offer_make(user_id="s", order_id=unpaid.pk, price="20.00")
-    event_push = next(m for g, m in pushed if m["type"] == "thread.event")
-    assert event_push["event"]["kind"] == "offer" and event_push["event"]["data"]["offer"]["price"] == "20.00"
+    [event] = thread_events(pushed)
+    assert event["kind"] == "offer" and event["data"]["offer"]["price"] == "20.00"
     assert thread_of(unpaid).buyer_unread == 1
 
 

@@ -28,6 +28,7 @@ from orders_bridge.services.offers import offer_request
 from orders_bridge.services.orders import order_cancel
 from orders_bridge.signatures import sign
 from tests.factories import make_order, thread_of
+from tests.publications import counts_to, decoded, thread_events
 
 pytestmark = pytest.mark.urls("tests.orders_bridge.urls")
 
@@ -438,11 +439,10 @@ def test_status_changes_become_thread_events_pushed_to_both_parties(client):
             last.data["order"]["status"] == fields["status"]
             and last.data["order"]["version"] == version
         )
-        thread_pushes = [m for g, m in pushed if g == "thread.S1" and m["type"] == "thread.event"]
-        assert [m["event"]["body"] for m in thread_pushes] == [body]
-        assert thread_pushes[0]["event"]["seq"] == last.seq
-        unread_to = {g for g, m in pushed if m["type"] == "unread.updated"}
-        assert unread_to == {f"user.{BUYER}", f"user.{SELLER}"}
+        pushed_events = thread_events(pushed, "S1")
+        assert [e["body"] for e in pushed_events] == [body]
+        assert pushed_events[0]["seq"] == last.seq
+        assert counts_to(pushed) == {BUYER, SELLER}
     assert [e.seq for e in order_events("S1")] == [1, 2, 3]
     assert Order.objects.get(pk="S1").completed_at is not None
 
@@ -749,8 +749,8 @@ def test_100_events_delivered_10_times_concurrently_have_exactly_100_effects():
     assert Event.objects.filter(kind=EventKind.ORDER).count() == 100
     assert sorted(Thread.objects.values_list("last_seq", flat=True)) == [1] * 100
     assert InboxEvent.objects.filter(outcome="applied").count() == InboxEvent.objects.count() == 100
-    pushed = [m for _, _, pushes in results for g, m in pushes if m["type"] == "thread.event"]
-    assert sorted(m["order_id"] for m in pushed) == ids
+    pushed = [envelope["o"] for _, _, pushes in results for _, envelope in decoded(pushes) if envelope["k"] == "event"]
+    assert sorted(pushed) == ids
     assert set(Order.objects.values_list("status", flat=True)) == {"awaiting_shipment"}
 
 

@@ -20,7 +20,7 @@ from orders_bridge.models import Order, OrderStatus
 from presence import services as presence
 from presence.store import get_presence_store
 from tests.factories import make_order
-from tests.layers import channel_residue, core_layer, group_residue
+from tests.topics import topic_residue
 from tests.wsclient import TestSocket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -69,7 +69,7 @@ async def changes(socket: TestSocket, *, timeout: float = SETTLE_S) -> list[dict
     while True:
         try:
             frames.append(await socket.next_frame("presence.changed", timeout=timeout))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return frames
 
 
@@ -187,13 +187,16 @@ async def test_a_push_not_newer_than_what_the_socket_shows_is_dropped(sellers):
     buyer = await TestSocket.open("b")
     await buyer.request("presence.subscribe", seller_ids=["s1"])  # online
     (shown, _), = (await get_presence_store().presence_get(["s1"])).values()
-    stale = {"type": "presence.changed", "seller_id": "s1", "status": "offline", "color": "grey",
-             "last_seen": "2026-01-01T00:00:00.000Z", "typical_reply_s": None}
+    stale = {"status": "offline", "color": "grey", "last_seen": "2026-01-01T00:00:00.000Z", "typical_reply_s": None}
+
+    def push(version: int) -> list:
+        return fanout.presence_changed(seller_id="s1", version=version, wire=stale)
+
     # what a delayed or repeated push from another process looks like
-    await fanout.publish_now(presence.presence_group("s1"), {**stale, "version": shown.version})
-    await fanout.publish_now(presence.presence_group("s1"), {**stale, "version": shown.version - 1})
+    await fanout.publish(push(shown.version))
+    await fanout.publish(push(shown.version - 1))
     assert await changes(buyer, timeout=0.3) == []
-    await fanout.publish_now(presence.presence_group("s1"), {**stale, "version": shown.version + 1})
+    await fanout.publish(push(shown.version + 1))
     assert [f["last_seen"] for f in await expect_changes(buyer, 1)] == [stale["last_seen"]]
     await seller.close()
     await buyer.close()
@@ -235,12 +238,11 @@ async def test_no_keys_or_group_members_are_left_once_everyone_disconnected(sell
     await other.request("presence.subscribe", seller_ids=["s1"])
     s1, s2 = await TestSocket.open("s1"), await TestSocket.open("s2")
     client = redis.Redis.from_url(settings.REDIS_URL)
-    assert group_residue(client, "presence.*") != []  # the check below can fail
+    assert topic_residue(client, "p.*") != []  # the check below can fail
     for socket in (buyer, other, s1, s2):
         await socket.close()
     await asyncio.sleep(SETTLE_S)
-    assert group_residue(client) == []
-    assert channel_residue(client) == []
+    assert topic_residue(client) == []
     assert redis_keys("conn:*") == []
     assert redis_keys("presence-due") == []
     statuses = redis_keys("presence:*")
@@ -290,30 +292,6 @@ async def test_the_supervisor_of_a_live_process_sweeps_crashed_sellers(sellers, 
     assert (await buyer.request("presence.subscribe", seller_ids=["s1"]))["sellers"]["s1"]["status"] == "online"
     pushed = await expect_changes(buyer, 1, timeout=CRASH_TTL_S + 5)
     assert [f["status"] for f in pushed] == ["offline"]
-    await buyer.close()
-
-
-async def test_a_subscription_survives_the_layer_dropping_its_group_member(sellers, chat):
-    """What channels-redis' core layer does after group_expiry: the member is gone from
-    Redis. The supervisor's periodic re-add must bring presence groups back like the
-    others. (The pub/sub layer keeps members in the process: nothing expires.)"""
-    chat(SUPERVISOR_TICK_S=0.05, GROUP_REFRESH_S=0.1)
-    with core_layer():
-        await _subscription_survives_a_dropped_member()
-
-
-async def _subscription_survives_a_dropped_member() -> None:
-    buyer = await TestSocket.open("b")
-    await buyer.request("presence.subscribe", seller_ids=["s1"])
-    (group_key,) = redis_keys("asgi:group:presence.s1")
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(group_key)  # expired
-    await asyncio.sleep(0.5)  # a few refreshes
-    assert client.zcard(group_key) == 1
-    client.close()
-    seller = await TestSocket.open("s1")
-    assert [f["status"] for f in await expect_changes(buyer, 1)] == ["online"]
-    await seller.close()
     await buyer.close()
 
 

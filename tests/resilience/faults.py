@@ -11,10 +11,9 @@
   reconnects by itself; after an error reply such as ``internal`` it gives up, and the
   load sends the same id again, as the widget's retry would). It records every attempt,
   so a test can say which requests failed and when.
-* Channel-layer inspection: what either layer keeps in Redis for sockets (core: group
-  members in sorted sets; pub/sub: subscriptions), and for the core layer the client
-  prefix of each daphne process (a socket's channel is ``specific.<prefix>!<id>``, one
-  prefix per process), so a test can tell members of live sockets from stale ones.
+* Broker inspection: what the broker keeps in Redis for sockets (a subscription per topic
+  and process), and the id of each daphne process (a socket's connection id is
+  ``<process>!<socket>``), so a test can tell live connection entries from stale ones.
 
 Everything started here is stopped by the fixtures in tests/resilience/conftest.py, also
 when a test fails.
@@ -516,43 +515,26 @@ def _rotated(urls: list[str], by: int) -> list[str]:
     return urls[k:] + urls[:k]
 
 
-# --- the channel layer in Redis --------------------------------------------------------------------
+# --- the broker in Redis ---------------------------------------------------------------------------
 
 
-def layer_groups(client: redis.Redis, redis_prefix: str) -> dict[str, list[tuple[str, float]]]:
-    """Every channel-layer group under ``<redis_prefix>:asgi`` -> its members (channel, added at)."""
-    marker = f"{redis_prefix}:asgi:group:"
-    groups: dict[str, list[tuple[str, float]]] = {}
-    for key in client.scan_iter(match=f"{marker}*", count=1000):
-        name = key.decode()[len(marker):]
-        members = client.zrange(key, 0, -1, withscores=True)
-        if members:
-            groups[name] = [(m.decode(), float(s)) for m, s in members]
-    return groups
-
-
-def layer_residue(client: redis.Redis, redis_prefix: str, layer: str) -> list[str]:
-    """What the channel layer ``layer`` ("core" or "pubsub", CHANNEL_LAYER) keeps in Redis
-    for sockets: core, every group member (``group: channel``); pub/sub, every subscribed
-    channel (a group's, once per process subscribed to it, or a socket's own)."""
-    if layer == "core":
-        return sorted(f"{group}: {channel}" for group, members in layer_groups(client, redis_prefix).items()
-                      for channel, _ in members)
+def topic_subscriptions(client: redis.Redis, redis_prefix: str) -> list[str]:
+    """What the broker keeps in Redis for sockets: every subscribed topic, once per process
+    subscribed to it (chat_service.broadcast)."""
     residue = []
-    for channel in client.pubsub_channels(f"{redis_prefix}:asgi*"):
-        name = channel.decode()
-        subscribers = int(dict(client.pubsub_numsub(name))[channel])
-        residue += [name] * subscribers
+    for channel in client.pubsub_channels(f"{redis_prefix}:*"):
+        subscribers = int(dict(client.pubsub_numsub(channel))[channel])
+        residue += [channel.decode().removeprefix(f"{redis_prefix}:")] * subscribers
     return sorted(residue)
 
 
-def layer_prefix_of(channel: str) -> str:
-    """``specific.<process prefix>!<socket id>`` -> the process prefix."""
-    return channel.split(".", 1)[-1].split("!", 1)[0]
+def process_of(conn_id: str) -> str:
+    """``<process id>!<socket id>`` (ChatConsumer.conn_id) -> the process id."""
+    return conn_id.split("!", 1)[0]
 
 
 def connection_entries(client: redis.Redis, redis_prefix: str) -> dict[str, list[tuple[str, float]]]:
-    """The presence registry's ``conn:<user>`` sets: user -> (conn id = channel, expires at ms)."""
+    """The presence registry's ``conn:<user>`` sets: user -> (conn id, expires at ms)."""
     marker = f"{redis_prefix}:conn:"
     entries: dict[str, list[tuple[str, float]]] = {}
     for key in client.scan_iter(match=f"{marker}*", count=1000):
@@ -567,19 +549,18 @@ def redis_time_ms(client: redis.Redis) -> float:
     return seconds * 1000 + micros / 1000
 
 
-async def process_layer_prefix(ws_url: str, token: str, user_id: str, client: redis.Redis,
-                               redis_prefix: str) -> str:
-    """The channel-layer prefix of the daphne process behind ``ws_url``: open a socket as a
-    user nobody else uses, read its one member of ``user.<user_id>``, close it."""
+async def process_id(ws_url: str, token: str, user_id: str, client: redis.Redis, redis_prefix: str) -> str:
+    """The id of the daphne process behind ``ws_url``: open a socket as a user nobody else
+    uses, read its one connection entry (``<process id>!<socket id>``), close it."""
     from tests.e2e.servers import MAX_MESSAGE_BYTES
 
     origin = "http://" + ws_url.split("://", 1)[1].split("/", 1)[0]
     async with websockets.connect(f"{ws_url}?token={token}", origin=origin, max_size=MAX_MESSAGE_BYTES) as socket:
         hello = json.loads(await asyncio.wait_for(socket.recv(), 20))
         assert hello["type"] == "hello", hello
-        members = await asyncio.to_thread(client.zrange, f"{redis_prefix}:asgi:group:user.{user_id}", 0, -1)
-        assert len(members) == 1, f"user.{user_id} has members {members} (is the core layer in use?)"
-        return layer_prefix_of(members[0].decode())
+        members = await asyncio.to_thread(client.zrange, f"{redis_prefix}:conn:{user_id}", 0, -1)
+        assert len(members) == 1, f"{user_id} has connection entries {members}"
+        return process_of(members[0].decode())
 
 
 async def wait_for(condition: Callable[[], Awaitable[bool]], timeout: float, every: float = 0.2) -> bool:
@@ -863,47 +844,9 @@ class FlakyReceiver:
 
 # --- daphne as the Procfile runs it ---------------------------------------------------------------
 
-# The Procfile's listen backlog. With -b/-p Twisted listens with a backlog of 50: a reconnect
-# storm overflows the accept queue (the kernel's ListenOverflows grew by 15,000 in one
-# 2,000-socket run), connects wait for SYN retransmits (1, 3, 7, 15 s) and handshakes time
-# out (722 of 2,000 in that run).
-LISTEN_BACKLOG = 4096
-# The Procfile's --websocket_connect_timeout. Daphne's default of 5 s rejects a socket with
-# 403 when the application has not accepted it within 5 s, and drops one whose HTTP upgrade
-# took longer (the client sees no answer): in a storm on a busy machine 625 of 2,000
-# reconnects failed so, and every rejected client came back, adding to the storm. With 20 s
-# (the clients' own open timeout) the same run had none and resynced sooner.
-CONNECT_TIMEOUT_S = 20
 
-
-async def start_daphne(factory: Any, count: int, *, backlog: int | None = None, **env: str) -> list[Any]:
-    """Like ``daphne.start`` (tests/e2e/conftest.py), but with ``backlog`` listening as the
-    Procfile does (``-e tcp:port=…:backlog=N --websocket_connect_timeout 20``; the e2e
-    servers' -b/-p give Twisted's backlog of 50 and Daphne's 5 s). The servers join the
-    factory's list, so its fixture stops them and reports their stderr."""
-    if backlog is None:
-        return list(await factory.start(count, **env))
-    started = []
-    for _ in range(count):
-        server = spawn_with_backlog(f"{len(factory.servers) + 1}", backlog, {k: str(v) for k, v in env.items()})
-        factory.servers.append(server)
-        started.append(server)
-    for server in started:
-        await server.wait_healthy()
-    return started
-
-
-def spawn_with_backlog(name: str, backlog: int, env_overrides: dict[str, str]) -> Any:
-    """tests.e2e.servers.spawn, with the Procfile's endpoint string (``backlog``) and connect timeout."""
-    from tests.e2e.servers import MAX_MESSAGE_BYTES, DaphneServer, server_env
-
-    port = free_port()
-    env = server_env(env_overrides)
-    fd, path = tempfile.mkstemp(prefix=f"daphne-{name}-", suffix=".stderr")
-    with os.fdopen(fd, "wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-e", f"tcp:port={port}:interface=127.0.0.1:backlog={backlog}",
-             "--websocket_connect_timeout", str(CONNECT_TIMEOUT_S),
-             "--websocket-max-message-size", str(MAX_MESSAGE_BYTES), "chat_service.asgi:application"],
-            cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
-    return DaphneServer(name=name, port=port, process=process, stderr_path=Path(path), env=env)
+async def start_daphne(factory: Any, count: int, **env: str) -> list[Any]:
+    """``count`` servers from the e2e factory (tests/e2e/conftest.py): the Procfile's web
+    command (listen backlog 4,096, 20 s connect timeout, the frame cap), joined to the
+    factory's list so that its fixture stops them and reports their stderr."""
+    return list(await factory.start(count, **{k: str(v) for k, v in env.items()}))

@@ -9,11 +9,9 @@ What must hold (docs/operations.md "Failure behaviour", docs/presence.md):
   stored seq once, in order;
 * a seller connected only to the killed process turns grey for a watcher on the other
   process within CHAT_CONNECTION_TTL_S + CHAT_PRESENCE_SWEEP_S + one supervisor tick;
-* no group member leaks (see the test for what "stale" means after a kill, per layer).
-
-Both channel layers are run (CHANNEL_LAYER): the pub/sub layer keeps membership in the
-process and in its Redis subscriptions (a killed process's go with its connections); the core
-layer keeps group members in Redis sorted sets, which a killed process leaves behind.
+* nothing leaks: the broker keeps membership in the process and in its Redis
+  subscriptions, and a killed process's go with its connections; its connection entries
+  expire and are swept.
 """
 
 from __future__ import annotations
@@ -31,21 +29,19 @@ from bench.traffic import percentiles
 from chat_service.client import ChatClient
 from tests.factories import make_order, token_for
 from tests.resilience.faults import (
-    LISTEN_BACKLOG,
     ChatLoad,
     connection_entries,
-    layer_groups,
-    layer_prefix_of,
-    layer_residue,
     now,
     orm_last_seqs,
     orm_stored_messages,
-    process_layer_prefix,
+    process_id,
+    process_of,
     redis_time_ms,
     report,
     seed_threads,
     start_daphne,
     thread_plans,
+    topic_subscriptions,
     wait_for,
 )
 
@@ -55,30 +51,26 @@ THREADS = 60  # x 2 peers
 RATE = 30  # messages per second, all threads together
 TTL_S, SWEEP_S, TICK_S = 6, 1.0, 0.5  # production: 45, 10, 5 (a bound of 60 s)
 GREY_BOUND_S = TTL_S + SWEEP_S + TICK_S
-GROUP_EXPIRY_S = 60  # the smallest the settings allow; production: 1800
 ENV = {
     "CHAT_SEND_RATE_COUNT": "100000",
     "CHAT_CONNECTION_TTL_S": str(TTL_S),
     "CHAT_PRESENCE_SWEEP_S": str(SWEEP_S),
     "CHAT_SUPERVISOR_TICK_S": str(TICK_S),
-    "GROUP_EXPIRY_S": str(GROUP_EXPIRY_S),
 }
 
 
 RUNS = [
-    pytest.param("pubsub", 2, id="pubsub-2x"),
-    pytest.param("core", 2, id="core-2x"),
-    pytest.param("pubsub", 5, marks=pytest.mark.heavy, id="pubsub-5x"),
-    pytest.param("core", 5, marks=pytest.mark.heavy, id="core-5x"),
+    pytest.param(2, id="2x"),
+    pytest.param(5, marks=pytest.mark.heavy, id="5x"),
 ]
 
 
-@pytest.mark.parametrize(("layer", "kills"), RUNS)
-async def test_daphne_killed_mid_load_clients_move_over_seller_turns_grey_in_bound_and_no_member_leaks(
-        fault_redis, daphne, layer, kills):
-    tag = f"dk{layer[0]}{kills}x"
-    env = {"REDIS_URL": fault_redis.url, "CHANNEL_LAYER": layer, **ENV}
-    servers = await start_daphne(daphne, 2, backlog=LISTEN_BACKLOG, **env)
+@pytest.mark.parametrize("kills", RUNS)
+async def test_daphne_killed_mid_load_clients_move_over_seller_turns_grey_in_bound_and_nothing_leaks(
+        fault_redis, daphne, kills):
+    tag = f"dk{kills}x"
+    env = {"REDIS_URL": fault_redis.url, **ENV}
+    servers = await start_daphne(daphne, 2, **env)
     order_ids = await database_sync_to_async(seed_threads)(THREADS, tag)
     for k in range(kills):  # sellers who have a presence (a seller of some order), one per round
         await database_sync_to_async(make_order)(buyer_id=f"{tag}-w{k}", seller_id=f"{tag}-p{k}")
@@ -86,23 +78,21 @@ async def test_daphne_killed_mid_load_clients_move_over_seller_turns_grey_in_bou
     prefix = settings.REDIS_PREFIX
     probes = iter(range(1000))
 
-    async def layer_prefix(server) -> str | None:
-        if layer != "core":
-            return None  # pub/sub channel names do not name their process
+    async def process_behind(server) -> str:
         user = f"{tag}-probe{next(probes)}"
-        return await process_layer_prefix(server.ws_url, token_for(user), user, client, prefix)
+        return await process_id(server.ws_url, token_for(user), user, client, prefix)
 
     load = ChatLoad(thread_plans(order_ids, tag), [s.ws_url for s in servers])
     assert await load.connect(timeout=60) == len(load.peers), report(tag, load.socket_figures())
     rounds: list[dict] = []
-    killed: dict[str, float] = {}  # layer prefix of a killed process -> when it was killed (wall clock)
+    killed: dict[str, float] = {}  # id of a killed process -> when it was killed (wall clock)
     try:
         load.start_sending(RATE)
         await asyncio.sleep(3)
         for k in range(kills):
             victim_index = k % 2
             victim, survivor = servers[victim_index], servers[1 - victim_index]
-            victim_prefix = await layer_prefix(victim)
+            victim_id = await process_behind(victim)
             seller_id = f"{tag}-p{k}"
             seller = await ChatClient.open(victim.ws_url, token_for(seller_id))  # never reconnects
             watcher_token = token_for(f"{tag}-w{k}")
@@ -113,9 +103,8 @@ async def test_daphne_killed_mid_load_clients_move_over_seller_turns_grey_in_bou
                 drops_before, reconnects_before = load.counters.drops, load.reconnects
                 killed_at, killed_wall = now(), time.time()
                 await asyncio.to_thread(victim.kill)
-                if victim_prefix is not None:
-                    killed[victim_prefix] = killed_wall
-                replacement = asyncio.ensure_future(start_daphne(daphne, 1, backlog=LISTEN_BACKLOG, **env))
+                killed[victim_id] = killed_wall
+                replacement = asyncio.ensure_future(start_daphne(daphne, 1, **env))
                 snapshot = asyncio.ensure_future(_grey_in_snapshot(survivor.http_url, watcher_token, seller_id))
                 grey = await watcher.next_frame(
                     "presence.changed", timeout=GREY_BOUND_S + 30,
@@ -140,57 +129,30 @@ async def test_daphne_killed_mid_load_clients_move_over_seller_turns_grey_in_bou
         stored = await database_sync_to_async(orm_stored_messages)(order_ids)
         figures = {**load.audit(last, stored), **load.socket_figures(), "caught_up": caught_up,
                    "delivery_latency": percentiles(load.latencies.take())}
-        live_prefixes = {await layer_prefix(s) for s in servers} - {None}
+        live_ids = {await process_behind(s) for s in servers}
     finally:
         await load.close()
 
-    # Stale, after a kill -9. Once every peer has closed its socket, whatever the layer keeps
-    # in Redis for a socket of a live process belongs to a socket that is gone (its
-    # disconnect ran): none may be left. Pub/sub: a killed process's subscriptions went with
-    # its connections, so nothing at all may be left. Core: a member of a killed process's
-    # channel is stale by definition; the guarantee is that it leaves within GROUP_EXPIRY_S:
-    # nobody adds it again after the kill (its score is its last add), and every group key
-    # holding one expires within GROUP_EXPIRY_S (a live socket's add renews the key's expiry
-    # to GROUP_EXPIRY_S, not more). Connection entries: after the sweep none is unexpired
-    # (a killed process's have expired, the live ones' were removed on close).
-    live_left, resurrected, unknown, dead_members, ttls = 0, 0, 0, 0, []
-    # Each socket's disconnect leaves its groups first, then its connection entry: wait for both.
+    # Stale, after a kill -9. Once every peer has closed its socket, whatever the broker
+    # keeps in Redis belongs to a socket that is gone: a killed process's subscriptions
+    # went with its connections, a live process's with its sockets' disconnects, so
+    # nothing at all may be left. Connection entries: after the sweep none is unexpired (a
+    # killed process's have expired, the live ones' were removed on close).
     await wait_for(lambda: _no_unexpired_entries(client, prefix), timeout=20)
-    if layer == "core":
-        await wait_for(lambda: _no_live_members(client, prefix, live_prefixes), timeout=20)
-        groups = await asyncio.to_thread(layer_groups, client, prefix)
-        for group, members in groups.items():
-            holds_dead = False
-            for channel, added_at in members:
-                owner = layer_prefix_of(channel)
-                if owner in live_prefixes:
-                    live_left += 1
-                elif owner in killed:
-                    dead_members += 1
-                    holds_dead = True
-                    resurrected += added_at > killed[owner] + 0.5
-                else:
-                    unknown += 1
-            if holds_dead:
-                ttls.append(await asyncio.to_thread(client.ttl, f"{prefix}:asgi:group:{group}"))
-    else:
-        await wait_for(lambda: _no_residue(client, prefix, layer), timeout=20)
-        live_left = len(await asyncio.to_thread(layer_residue, client, prefix, layer))
+    await wait_for(lambda: _no_residue(client, prefix), timeout=20)
+    residue = await asyncio.to_thread(topic_subscriptions, client, prefix)
     entries = await asyncio.to_thread(connection_entries, client, prefix)
     redis_now = await asyncio.to_thread(redis_time_ms, client)
     unexpired_entries = [(user, conn, round((expires - redis_now) / 1000, 1)) for user, conns in entries.items()
                          for conn, expires in conns if expires > redis_now]
-    unexpired = len(unexpired_entries)
     owners = {"live": 0, "killed": 0, "unknown": 0}
     for _, conn, _ in unexpired_entries:
-        owner = layer_prefix_of(conn)
-        owners["live" if owner in live_prefixes else "killed" if owner in killed else "unknown"] += 1
+        owner = process_of(conn)
+        owners["live" if owner in live_ids else "killed" if owner in killed else "unknown"] += 1
     client.close()
-    figures.update(layer=layer, kills=kills, rate=RATE, rounds=rounds, grey_bound_s=GREY_BOUND_S,
-                   live_residue=live_left, killed_members_left=dead_members, killed_members_readded=resurrected,
-                   members_of_unknown_process=unknown, max_group_ttl_s=max(ttls, default=None),
-                   group_expiry_s=GROUP_EXPIRY_S, unexpired_connection_entries=unexpired,
-                   unexpired_examples=unexpired_entries[:3], unexpired_owners=owners if layer == "core" else None)
+    figures.update(kills=kills, rate=RATE, rounds=rounds, grey_bound_s=GREY_BOUND_S, residue=len(residue),
+                   residue_examples=residue[:5], unexpired_connection_entries=len(unexpired_entries),
+                   unexpired_examples=unexpired_entries[:3], unexpired_owners=owners)
     text = report("daphne kill -9", figures)
 
     # The clients of each killed process reconnected (to the other) and rejoined.
@@ -202,30 +164,19 @@ async def test_daphne_killed_mid_load_clients_move_over_seller_turns_grey_in_bou
     assert figures["lost"] == 0 and figures["duplicated"] == 0 and figures["out_of_order"] == 0, text
     assert figures["stored_messages"] == figures["acked"], text
     # Presence: grey within TTL + sweep + tick of the kill, for a page that loads it
-    # (snapshot) and, pushed, for the watcher. The push travels through the channel layer:
-    # on the core layer every push of the loaded survivor waits in its receive queue (one
-    # Redis round trip per message; delivery_latency above), so there only its arrival is
-    # asserted.
+    # (snapshot) and, pushed, for the watcher.
     assert all(r["color"] == "grey" and r["snapshot_grey_after_s"] <= GREY_BOUND_S for r in rounds), text
-    if layer == "pubsub":
-        assert all(r["grey_after_s"] <= GREY_BOUND_S for r in rounds), text
+    assert all(r["grey_after_s"] <= GREY_BOUND_S for r in rounds), text
     # No leak.
-    assert live_left == 0 and unknown == 0 and resurrected == 0, text
-    assert all(ttl != -1 and ttl <= GROUP_EXPIRY_S for ttl in ttls), text  # -2: already gone
-    assert unexpired == 0, text
+    assert residue == [] and unexpired_entries == [], text
 
 
 async def _all_connected(load: ChatLoad) -> bool:
     return all(p.connected.is_set() for p in load.peers)
 
 
-async def _no_live_members(client, prefix: str, live_prefixes: set[str]) -> bool:
-    groups = await asyncio.to_thread(layer_groups, client, prefix)
-    return not any(layer_prefix_of(c) in live_prefixes for members in groups.values() for c, _ in members)
-
-
-async def _no_residue(client, prefix: str, layer: str) -> bool:
-    return not await asyncio.to_thread(layer_residue, client, prefix, layer)
+async def _no_residue(client, prefix: str) -> bool:
+    return not await asyncio.to_thread(topic_subscriptions, client, prefix)
 
 
 async def _no_unexpired_entries(client, prefix: str) -> bool:

@@ -27,7 +27,6 @@ import pytest
 from bench.traffic import percentiles
 from tests.e2e.servers import server_env
 from tests.resilience.faults import (
-    LISTEN_BACKLOG,
     ChatLoad,
     Probes,
     failures_by_phase,
@@ -59,7 +58,7 @@ async def test_postgres_restarted_mid_load_fails_no_request_once_back_and_loses_
     await asyncio.to_thread(manage, server_env(env), "migrate", "--noinput", "-v0")
     order_ids = await asyncio.to_thread(seed_threads_in, server_env(env), THREADS + 1, tag)
     prepare_s = time.monotonic() - started
-    servers = await start_daphne(daphne, 2, backlog=LISTEN_BACKLOG, **env)
+    servers = await start_daphne(daphne, 2, **env)
     plans = thread_plans(order_ids, tag)
     load_plans, probe_plan = plans[:-1], plans[-1]  # the probes' own thread
     talked = [p.order_id for p in load_plans]

@@ -22,7 +22,6 @@ import pytest
 from channels.db import database_sync_to_async
 
 from tests.resilience.faults import (
-    LISTEN_BACKLOG,
     ChatLoad,
     now,
     orm_last_seqs,
@@ -41,7 +40,7 @@ SERVER_CLOSES = {"1011", "4000", "4002", "4003", "4004"}  # error, shutdown, hea
 async def test_all_sockets_reconnecting_at_once_meet_no_handshake_error_and_all_resync_losing_nothing(
         fault_redis, daphne, sockets):
     tag = f"st{sockets}"
-    servers = await start_daphne(daphne, 2, backlog=LISTEN_BACKLOG, REDIS_URL=fault_redis.url,
+    servers = await start_daphne(daphne, 2, REDIS_URL=fault_redis.url,
                                  CHAT_SEND_RATE_COUNT="100000")
     order_ids = await database_sync_to_async(seed_threads)(sockets // 2, tag)
     load = ChatLoad(thread_plans(order_ids, tag), [s.ws_url for s in servers], jitter_s=1.0)

@@ -4,9 +4,10 @@ The daphne processes use a redis-server of the test's own (``fault_redis``), so 
 restart and pause it. Load: the bench's ServicePeers (bench/traffic.py), a buyer and a seller
 per thread on different processes, a steady rate of ``message.send`` through the fault.
 
-Both channel layers are run (CHANNEL_LAYER): the pub/sub layer (the default) keeps its
-sockets through a restart and loses the pushes published meanwhile; the core layer's
-receive fails, so its sockets are cut (1011) or refused while Redis is away (4004).
+The broker (chat_service.broadcast) keeps its sockets through a restart and loses the
+pushes published meanwhile; its reconnect triggers a sync of every joined thread with
+PostgreSQL. Sends that need Redis while it is away are refused as retryable (``internal``)
+and resent by the peers.
 
 What must hold (docs/operations.md, "Failure behaviour"): Redis holds nothing that cannot be
 lost. A restart may cut sockets and lose pushes in flight, never a message: every
@@ -25,10 +26,8 @@ from django.conf import settings
 
 from bench.traffic import percentiles
 from tests.resilience.faults import (
-    LISTEN_BACKLOG,
     ChatLoad,
     connection_entries,
-    layer_residue,
     orm_last_seqs,
     orm_stored_messages,
     redis_time_ms,
@@ -36,6 +35,7 @@ from tests.resilience.faults import (
     seed_threads,
     start_daphne,
     thread_plans,
+    topic_subscriptions,
     wait_for,
 )
 
@@ -43,14 +43,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 THREADS = 60  # x 2 peers
 RATE = 30  # messages per second, all threads together
-GROUP_REFRESH_S = 3  # production: GROUP_EXPIRY_S / 3; short here so a re-added stale member shows up
+SUPERVISOR_TICKS_S = 2 * 5 + 1  # two supervisor ticks: what a stale subscription would survive
 
 
-async def start_load(daphne, fault_redis, tag: str, layer: str):
-    servers = await start_daphne(
-        daphne, 2, backlog=LISTEN_BACKLOG, REDIS_URL=fault_redis.url, CHANNEL_LAYER=layer,
-        CHAT_SEND_RATE_COUNT="100000", CHAT_GROUP_REFRESH_S=str(GROUP_REFRESH_S),
-    )
+async def start_load(daphne, fault_redis, tag: str):
+    servers = await start_daphne(daphne, 2, REDIS_URL=fault_redis.url, CHAT_SEND_RATE_COUNT="100000")
     order_ids = await database_sync_to_async(seed_threads)(THREADS, tag)
     load = ChatLoad(thread_plans(order_ids, tag), [s.ws_url for s in servers])
     connected = await load.connect(timeout=60)
@@ -73,17 +70,15 @@ async def settle_and_audit(load: ChatLoad, order_ids: list[str], name: str) -> d
 
 
 RUNS = [
-    pytest.param("pubsub", 2, id="pubsub-2x"),
-    pytest.param("core", 2, id="core-2x"),
-    pytest.param("pubsub", 5, marks=pytest.mark.heavy, id="pubsub-5x"),
-    pytest.param("core", 5, marks=pytest.mark.heavy, id="core-5x"),
+    pytest.param(2, id="2x"),
+    pytest.param(5, marks=pytest.mark.heavy, id="5x"),
 ]
 
 
-@pytest.mark.parametrize(("layer", "restarts"), RUNS)
-async def test_redis_restarted_mid_load_loses_no_message_and_leaves_no_stale_group_member(
-        fault_redis, daphne, layer, restarts):
-    servers, order_ids, load = await start_load(daphne, fault_redis, f"rr{layer[0]}{restarts}x", layer)
+@pytest.mark.parametrize("restarts", RUNS)
+async def test_redis_restarted_mid_load_loses_no_message_and_leaves_no_stale_subscription(
+        fault_redis, daphne, restarts):
+    servers, order_ids, load = await start_load(daphne, fault_redis, f"rr{restarts}x")
     outages: list[float] = []
     try:
         load.start_sending(RATE)
@@ -96,19 +91,18 @@ async def test_redis_restarted_mid_load_loses_no_message_and_leaves_no_stale_gro
         figures = await settle_and_audit(load, order_ids, "redis restart")
     finally:
         await load.close()
-    figures.update(layer=layer, restarts=restarts, outage_s=outages, rate=RATE)
+    figures.update(restarts=restarts, outage_s=outages, rate=RATE)
 
     # Stale: once every peer has closed its socket (each process ran the socket's
-    # disconnect), no socket of this test is open, so whatever the layer still keeps in
-    # Redis for a socket belongs to one that is gone: a group member (core) or a
-    # subscription (pub/sub). None may be left, and none may come back when the processes'
-    # supervisors next refresh their sockets' groups. The same for connection entries that
-    # have not expired.
+    # disconnect), no socket of this test is open, so whatever the broker still keeps in
+    # Redis belongs to one that is gone: a subscription. None may be left, and none may
+    # come back (a resubscription after the restart). The same for connection entries
+    # that have not expired.
     client = fault_redis.client()
     prefix = settings.REDIS_PREFIX
-    emptied = await wait_for(lambda: _no_residue(client, prefix, layer), timeout=20)
-    await asyncio.sleep(GROUP_REFRESH_S + 2 * 5 + 1)  # a refresh period and two supervisor ticks
-    stale = await asyncio.to_thread(layer_residue, client, prefix, layer)
+    emptied = await wait_for(lambda: _no_residue(client, prefix), timeout=20)
+    await asyncio.sleep(SUPERVISOR_TICKS_S)
+    stale = await asyncio.to_thread(topic_subscriptions, client, prefix)
     entries = await asyncio.to_thread(connection_entries, client, prefix)
     redis_now = await asyncio.to_thread(redis_time_ms, client)
     client.close()
@@ -120,7 +114,7 @@ async def test_redis_restarted_mid_load_loses_no_message_and_leaves_no_stale_gro
     assert all(s.alive for s in servers), text
     # The fault was felt: sockets cut, or requests refused while Redis was away.
     assert figures["drops"] + figures["error_replies"].get("internal", 0) > 0, text
-    # Every socket the layer dropped came back and rejoined.
+    # Every socket that was dropped came back and rejoined.
     assert figures["reconnects"] == figures["drops"] and figures["caught_up"], text
     # Nothing lost, nothing twice.
     assert figures["unacked"] == 0 and figures["acked_not_stored"] == 0, text
@@ -130,9 +124,9 @@ async def test_redis_restarted_mid_load_loses_no_message_and_leaves_no_stale_gro
     assert figures["stale"] == 0 and figures["stale_connection_entries"] == 0, text
 
 
-@pytest.mark.parametrize(("layer", "stalls"), RUNS)
-async def test_redis_stalled_3s_mid_load_closes_no_socket_and_loses_no_message(fault_redis, daphne, layer, stalls):
-    servers, order_ids, load = await start_load(daphne, fault_redis, f"rp{layer[0]}{stalls}x", layer)
+@pytest.mark.parametrize("stalls", RUNS)
+async def test_redis_stalled_3s_mid_load_closes_no_socket_and_loses_no_message(fault_redis, daphne, stalls):
+    servers, order_ids, load = await start_load(daphne, fault_redis, f"rp{stalls}x")
     try:
         load.start_sending(RATE)
         await asyncio.sleep(3)
@@ -143,7 +137,7 @@ async def test_redis_stalled_3s_mid_load_closes_no_socket_and_loses_no_message(f
     finally:
         await load.close()
     slowest = max((a.ended - a.started for a in load.attempts), default=0.0)
-    figures.update(layer=layer, stalls=stalls, stall_ms=3000, rate=RATE, slowest_ack_s=round(slowest, 2))
+    figures.update(stalls=stalls, stall_ms=3000, rate=RATE, slowest_ack_s=round(slowest, 2))
     text = report("redis stall", figures)
 
     assert all(s.alive for s in servers), text
@@ -160,5 +154,5 @@ async def _all_connected(load: ChatLoad) -> bool:
     return all(p.connected.is_set() for p in load.peers)
 
 
-async def _no_residue(client, prefix: str, layer: str) -> bool:
-    return not await asyncio.to_thread(layer_residue, client, prefix, layer)
+async def _no_residue(client, prefix: str) -> bool:
+    return not await asyncio.to_thread(topic_subscriptions, client, prefix)

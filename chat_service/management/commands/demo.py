@@ -23,8 +23,7 @@ from django.http.request import validate_host
 
 from chat_service import demo_data
 from chat_service.identity import token_mint
-
-ASGI_APP = "chat_service.asgi:application"
+from chat_service.serving import daphne_args, web_argv
 
 # Long enough for an afternoon with the demo: the supervisor closes a socket whose token
 # expired, which would end the terminal chats.
@@ -98,13 +97,9 @@ def guide(*, host: str, port: int, buyer_token: str, seller_token: str, python: 
 
 
 def daphne_argv(*, host: str, port: int) -> list[str]:
-    # Cap socket messages at the protocol's frame limit (Daphne >= 4.2.2 honours it).
-    return [
-        "-b", host,
-        "-p", str(port),
-        "--websocket-max-message-size", str(settings.CHAT["MAX_FRAME_BYTES"]),
-        ASGI_APP,
-    ]  # fmt: skip
+    """Daphne's arguments: the Procfile's web command (its frame cap, listen backlog and
+    connect timeout; chat_service.serving) on ``host:port``."""
+    return daphne_args(web_argv(port=port, interface=host))
 
 
 def serve(*, host: str, port: int) -> None:

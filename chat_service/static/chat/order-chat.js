@@ -208,11 +208,19 @@ export class OrderChat extends HTMLElement {
       this.pendingEls.delete(event.client_msg_id);
     }
     if (wasLast) this.appendEvent(event); else this.renderAll();
-    if (event.author_id !== this.conn.user?.id) this.typingEl.textContent = "";
+    const mine = event.author_id && event.author_id === this.conn.user?.id;
+    if (!mine) this.typingEl.textContent = "";
     if (event.kind !== "message") {
       this.renderHead();
       this.refreshDetail();
     }
+    // Protocol 2: an open thread gets no unread.updated or thread.read_updated for its own
+    // events; what they change is derived here. An event's author has read up to it, and
+    // anything from someone else is unread until this page marks it read.
+    if (event.author_role === "buyer" || event.author_role === "seller") {
+      this.readSeq[event.author_role] = Math.max(this.readSeq[event.author_role] || 0, event.seq);
+    }
+    this.setUnread(mine ? 0 : this.unread + 1);
     this.renderSeen();
     this.markRead();
   }
@@ -288,7 +296,11 @@ export class OrderChat extends HTMLElement {
   scrollDown() { this.log.scrollTop = this.log.scrollHeight; }
 
   setUnread(n) {
+    const changed = this.unread !== (n || 0);
     this.unread = n || 0;
+    // The page around the widget (Manage Orders' card and tabs) hears of it: an open
+    // thread's own events bring no unread.updated in protocol 2.
+    if (changed) this.dispatchEvent(new CustomEvent("chat-unread", { bubbles: true, detail: { orderId: this.orderId, unread: this.unread } }));
     this.badge.hidden = !this.unread;
     this.badge.textContent = String(this.unread);
     this.badge.setAttribute("aria-label", `${this.unread} unread`);

@@ -1,7 +1,8 @@
 // The buyer's Manage Orders page: tabs with counts, search, newer/older pages, one card per
 // order with its seller indicator, unread link, actions, and the chat and detail panels.
-// Live: unread.updated, notification, thread.event and presence.changed frames refresh the
-// badges, statuses and amounts of the orders on screen without a reload.
+// Live: unread.updated, notification, thread.event, presence.changed frames and the open
+// chat's chat-unread events refresh the badges, statuses and amounts of the orders on
+// screen without a reload.
 
 import { connection as conn } from "./embed.js";
 import { h, clear, money, formatDateTime, STATUS_LABELS, DISPUTE_REASONS } from "./ui.js";
@@ -301,6 +302,8 @@ function showConfirm(item, receipt) {
 
 document.addEventListener("open-chat", (e) => showChat(e.detail.orderId));
 conn.addEventListener("unread.updated", (e) => { refreshOrder(e.detail.order_id); refreshCounts(); });
+// An open chat derives its counts from its events (protocol 2) and says when they change.
+document.addEventListener("chat-unread", (e) => { refreshOrder(e.detail.orderId); refreshCounts(); });
 conn.addEventListener("notification", (e) => { refreshOrder(e.detail.order_id); refreshCounts(); });
 conn.addEventListener("thread.event", (e) => {
   if (e.detail.event.kind !== "message") { refreshOrder(e.detail.orderId); refreshCounts(); }

@@ -1,6 +1,6 @@
 """Online users: badges on every tab, notification frames where the thread is not open,
 mutes, and what a connection means for offline pushes. The real ASGI stack on the Redis
-channel layer and PostgreSQL (tests/wsclient.TestSocket)."""
+broker and PostgreSQL (tests/wsclient.TestSocket)."""
 
 from __future__ import annotations
 
@@ -34,14 +34,16 @@ async def seller_says(order, body: str, n: int = 1) -> None:
 async def test_two_tabs_both_show_a_new_message_and_both_clear_when_one_reads_it(order):
     first, second = await TestSocket.open("ann"), await TestSocket.open("ann")
     await seller_says(order, "Hello!")
-    for tab in (first, second):
-        frame = await tab.next_frame("unread.updated")
-        assert frame == {"type": "unread.updated", "order_id": order.pk, "unread": 1, "unread_total": 1}
+    for tab in (first, second):  # protocol 2: the notification is the one frame, with the counts
+        frame = await tab.next_frame("notification")
+        assert (frame["order_id"], frame["unread"], frame["unread_total"]) == (order.pk, 1, 1)
+        await tab.no_frame("unread.updated")
 
-    await first.request("thread.read", order_id=order.pk, seq=1)
-    for tab in (first, second):
-        frame = await tab.next_frame("unread.updated")
-        assert frame == {"type": "unread.updated", "order_id": order.pk, "unread": 0, "unread_total": 0}
+    assert await first.request("thread.read", order_id=order.pk, seq=1) == {
+        "read_seq": 1, "unread": 0, "unread_total": 0}
+    frame = await second.next_frame("unread.updated")
+    assert frame == {"type": "unread.updated", "order_id": order.pk, "unread": 0, "unread_total": 0}
+    await first.no_frame("unread.updated")  # the reader has its reply
     await first.close()
     await second.close()
 
@@ -54,9 +56,11 @@ async def test_a_notification_reaches_the_tab_without_the_thread_open_and_not_th
     assert await other_tab.next_frame("notification") == {
         "type": "notification", "kind": "message", "order_id": order.pk,
         "title": "New message from Lumen Electronics", "body": "USB-C charger: Black is in stock.", "event_seq": 1,
+        "unread": 1, "unread_total": 1,
     }
     await open_tab.next_frame("thread.event")
     await open_tab.no_frame("notification")
+    await open_tab.no_frame("unread.updated")  # derived from the thread.event
 
     await db(offers.offer_make)(user_id="lumen", order_id=order.pk, price="21.50")
     frame = await other_tab.next_frame("notification")

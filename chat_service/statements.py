@@ -1,0 +1,157 @@
+"""The hot path's statements, one round trip each (PostgreSQL).
+
+Each is a single statement so that it runs as one transaction in autocommit on the
+event loop's pool (chat_service.pgpool), and the same text runs through Django's cursor
+inside a service's transaction (commerce commands, the bridge, HTTP): one copy of each
+rule. SQLite (the embedded default) takes the portable path in ``services``.
+
+APPEND is what every thread event is: it bumps ``last_seq`` under the thread's row lock
+(an UPDATE takes it and keeps it to the end of the transaction, so seqs are gapless and
+become visible in order), moves the author's read marker, counts one more unread for
+every other party, inserts the event, queues a notification row for each recipient who
+is not online, and returns per recipient its unread count in the thread and its total,
+plus the order's title and supplier for the notification's words. A repeated
+(thread, author, client_msg_id) fails on the unique index and rolls the whole
+statement back: nothing half stored, no seq used.
+
+Totals (over the partial indexes of threads with unread events, orders_bridge migration
+0003) are read in the statement's snapshot for the *other* threads and from the row
+just updated for this one, so a concurrent writer of this thread never makes them
+wrong; other threads' concurrent changes show in the next count.
+"""
+
+from __future__ import annotations
+
+from chat_service.models import Event, Thread
+from chat_service.notifications.models import Notification, NotificationProfile, ThreadMute
+from orders_bridge.models import Order
+
+THREAD = Thread._meta.db_table
+EVENT = Event._meta.db_table
+NOTIFICATION = Notification._meta.db_table
+PROFILE = NotificationProfile._meta.db_table
+MUTE = ThreadMute._meta.db_table
+ORDER = Order._meta.db_table
+
+# The order's columns, in field order (Order.from_db takes them as they come).
+ORDER_FIELDS = tuple(f.attname for f in Order._meta.concrete_fields)
+ORDER_COLUMNS = ", ".join(f"o.{f.column}" for f in Order._meta.concrete_fields)
+EVENT_COLUMNS = "id, seq, kind, author_id, author_role, body, data, client_msg_id, created_at"
+
+_AUTHOR_IS_BUYER = "buyer_id = %(author_id)s"
+_AUTHOR_IS_SELLER = "buyer_id IS DISTINCT FROM %(author_id)s AND seller_id = %(author_id)s"
+_OTHER_UNREAD = (
+    f"COALESCE((SELECT SUM(x.buyer_unread) FROM {THREAD} x WHERE x.buyer_id = r.user_id"
+    " AND x.order_id <> t.order_id AND x.buyer_unread > 0), 0)"
+    f" + COALESCE((SELECT SUM(x.seller_unread) FROM {THREAD} x WHERE x.seller_id = r.user_id"
+    " AND x.order_id <> t.order_id AND x.seller_unread > 0), 0)"
+)
+
+# Params: order_id, author_id (None: system), kind, body, data (JSON text), client_msg_id,
+# now, note_kind, urgent, due_at, online (user ids with a live connection: no row).
+# Rows: one per recipient (none: one row with NULL recipient); none if the thread does
+# not exist or the author is not one of its parties.
+APPEND = f"""
+WITH t AS (
+    UPDATE {THREAD} SET
+        last_seq = last_seq + 1,
+        last_event_at = %(now)s,
+        buyer_read_seq = CASE WHEN {_AUTHOR_IS_BUYER} THEN last_seq + 1 ELSE buyer_read_seq END,
+        buyer_unread = CASE WHEN {_AUTHOR_IS_BUYER} THEN 0 ELSE buyer_unread + 1 END,
+        seller_read_seq = CASE WHEN {_AUTHOR_IS_SELLER} THEN last_seq + 1 ELSE seller_read_seq END,
+        seller_unread = CASE WHEN {_AUTHOR_IS_SELLER} THEN 0 ELSE seller_unread + 1 END
+    WHERE order_id = %(order_id)s
+      AND (%(author_id)s::varchar IS NULL OR buyer_id = %(author_id)s OR seller_id = %(author_id)s)
+    RETURNING order_id, last_seq, buyer_id, seller_id, buyer_unread, seller_unread
+), e AS (
+    INSERT INTO {EVENT} (thread_id, seq, kind, author_id, author_role, body, data, client_msg_id, created_at)
+    SELECT order_id, last_seq, %(kind)s, %(author_id)s,
+           CASE WHEN %(author_id)s::varchar IS NULL THEN 'system'
+                WHEN buyer_id = %(author_id)s THEN 'buyer' ELSE 'seller' END,
+           %(body)s, %(data)s::jsonb, %(client_msg_id)s, %(now)s
+    FROM t
+    RETURNING id, seq, author_role
+), r AS (
+    SELECT p.user_id, p.role, p.unread
+    FROM t, e, LATERAL (VALUES (t.buyer_id, 'buyer', t.buyer_unread),
+                               (t.seller_id, 'seller', t.seller_unread)) AS p (user_id, role, unread)
+    WHERE p.role <> e.author_role
+), n AS (
+    INSERT INTO {NOTIFICATION} (user_id, thread_id, event_seq, kind, urgent, created_at, due_at,
+                                status, reason, digest_key, data)
+    SELECT r.user_id, t.order_id, e.seq, %(note_kind)s, %(urgent)s, %(now)s, %(due_at)s,
+           'pending', '', '', '{{}}'::jsonb
+    FROM r, t, e
+    WHERE NOT (r.user_id = ANY(%(online)s::varchar[]))
+)
+SELECT e.id, e.seq, e.author_role, t.buyer_id, t.seller_id, t.buyer_unread, t.seller_unread,
+       o.item_title, o.supplier_name,
+       r.user_id, r.role, r.unread, r.unread + {_OTHER_UNREAD} AS unread_total
+FROM t CROSS JOIN e JOIN {ORDER} o ON o.order_id = t.order_id LEFT JOIN r ON true
+"""
+
+# The original event of a repeated client_msg_id.
+EVENT_BY_CLIENT_MSG_ID = f"""
+SELECT {EVENT_COLUMNS} FROM {EVENT}
+WHERE thread_id = %(order_id)s AND author_id = %(author_id)s AND client_msg_id = %(client_msg_id)s
+"""
+
+# thread.join: the thread, its order and (as one JSON array) the events a socket is
+# shown, for a participant only. Two forms: after ``since_seq`` (oldest first), or the
+# newest page. Events are arrays in EVENT_COLUMNS order.
+_EVENT_ARRAY = "json_build_array(e.id, e.seq, e.kind, e.author_id, e.author_role, e.body, e.data, " \
+    "e.client_msg_id, e.created_at)"
+_JOIN = f"""
+SELECT t.buyer_id, t.seller_id, t.last_seq, t.buyer_read_seq, t.seller_read_seq, t.buyer_unread,
+       t.seller_unread, {ORDER_COLUMNS},
+       (SELECT COALESCE(json_agg({_EVENT_ARRAY} ORDER BY e.seq), '[]'::json) FROM ({{events}}) e) AS events
+FROM {THREAD} t JOIN {ORDER} o ON o.order_id = t.order_id
+WHERE t.order_id = %(order_id)s AND (t.buyer_id = %(user_id)s OR t.seller_id = %(user_id)s)
+"""
+JOIN_AFTER = _JOIN.format(events=f"""
+    SELECT * FROM {EVENT} ev WHERE ev.thread_id = t.order_id AND ev.seq > %(since_seq)s
+    ORDER BY ev.seq LIMIT %(limit)s""")
+JOIN_NEWEST = _JOIN.format(events=f"""
+    SELECT * FROM {EVENT} ev WHERE ev.thread_id = t.order_id
+    ORDER BY ev.seq DESC LIMIT %(limit)s""")
+
+# Catch-up: a page of events after a cursor, up to a seq.
+EVENTS_AFTER = f"""
+SELECT {EVENT_COLUMNS} FROM {EVENT}
+WHERE thread_id = %(order_id)s AND seq > %(after_seq)s AND seq <= %(until_seq)s
+ORDER BY seq LIMIT %(limit)s
+"""
+
+# The supervisor's periodic sync: the last seq of each joined thread.
+LAST_SEQS = f"SELECT order_id, last_seq FROM {THREAD} WHERE order_id = ANY(%(order_ids)s::varchar[])"
+
+# A participant's role (typing without a join).
+PARTIES = f"""
+SELECT buyer_id, seller_id FROM {THREAD}
+WHERE order_id = %(order_id)s AND (buyer_id = %(user_id)s OR seller_id = %(user_id)s)
+"""
+
+# Connect: record the connection (and the token's e-mail), read the mutes and the
+# unread total.
+CONNECT = f"""
+WITH p AS (
+    INSERT INTO {PROFILE} (user_id, email, email_enabled, push_enabled, last_online_at, updated_at)
+    VALUES (%(user_id)s, COALESCE(%(email)s, ''), true, true, %(now)s, %(now)s)
+    ON CONFLICT (user_id) DO UPDATE SET
+        last_online_at = EXCLUDED.last_online_at,
+        email = CASE WHEN %(email)s::varchar IS NULL THEN {PROFILE}.email ELSE EXCLUDED.email END
+    RETURNING 1 AS done
+)
+SELECT (SELECT COALESCE(array_agg(thread_id), '{{}}') FROM {MUTE} WHERE user_id = %(user_id)s) AS muted,
+       COALESCE((SELECT SUM(buyer_unread) FROM {THREAD} WHERE buyer_id = %(user_id)s AND buyer_unread > 0), 0)
+       + COALESCE((SELECT SUM(seller_unread) FROM {THREAD} WHERE seller_id = %(user_id)s AND seller_unread > 0), 0)
+       AS unread_total,
+       (SELECT count(*) FROM p) AS recorded
+"""
+
+# Disconnect: the user was live until now.
+DISCONNECT = f"""
+INSERT INTO {PROFILE} (user_id, email, email_enabled, push_enabled, last_online_at, updated_at)
+VALUES (%(user_id)s, '', true, true, %(now)s, %(now)s)
+ON CONFLICT (user_id) DO UPDATE SET last_online_at = EXCLUDED.last_online_at
+"""
