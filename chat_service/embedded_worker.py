@@ -3,7 +3,7 @@
 With nothing configured there is one process and an in-memory broker: a separate
 `manage.py worker` could not reach the sockets with its pushes. So the ASGI application
 starts the same jobs (chat_service.worker's registry) on its own event loop: each pass
-runs in the database thread, and what the jobs push goes through fanout to this
+runs in a thread of its own, and what the jobs push goes through fanout to this
 process's hub. In production (DATABASE_URL or REDIS_URL set) this is off and the
 Procfile's worker process runs the jobs; EMBEDDED_WORKER overrides either way.
 """
@@ -13,27 +13,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
+from django.db import close_old_connections
 
 from chat_service import worker
-from chat_service.db import db_call
 
 log = logging.getLogger(__name__)
 
 _tasks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = weakref.WeakKeyDictionary()
+_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-worker")
 
 
 async def _run(runner: worker.Runner) -> None:
     while True:
         try:
-            # What the pass publishes is handed to this loop without waiting for it (the
-            # memory broker), so a shutdown in the middle of a pass cannot hang it.
-            await db_call(runner.run_due)
+            # A thread of its own, not asgiref's database thread: a job that calls async
+            # code (async_to_sync, the presence registry) then runs it on a loop of its
+            # own, where on the database thread it would wait for this loop, which a
+            # shutdown stops (the process then hung at exit, joining that thread). What
+            # the pass publishes is handed to this loop without waiting (memory broker).
+            await asyncio.get_running_loop().run_in_executor(_executor, _pass, runner)
         except Exception:  # noqa: BLE001 - Runner logs job failures; this guards the loop itself
             log.exception("embedded worker pass failed")
         await asyncio.sleep(min(1.0, runner.seconds_until_due() or 1.0))
+
+
+def _pass(runner: worker.Runner) -> None:
+    try:
+        runner.run_due()
+    finally:
+        close_old_connections()
 
 
 def ensure_started() -> None:

@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncConnectionPool] = weakref.WeakKeyDictionary()
+# Loops whose pool was closed (shutting down): no new pool is opened on them. A pool
+# opened while its loop is being torn down would never stop: psycopg_pool's workers
+# swallow the cancellation they get in the middle of a task.
+_closed: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 _DJANGO_ONLY = ("cursor_factory", "context", "prepare_threshold")
 
 
@@ -68,6 +72,8 @@ def pool() -> AsyncConnectionPool:
     existing = _pools.get(loop)
     if existing is not None:
         return existing
+    if loop in _closed:
+        raise RuntimeError("the database pool of this event loop is closed")
     created = AsyncConnectionPool(
         kwargs={**_conninfo(), "autocommit": True},
         min_size=1,
@@ -99,7 +105,9 @@ async def run(work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T
 
 
 async def pool_close() -> None:
-    """Close this loop's pool (tests, shutdown)."""
-    existing = _pools.pop(asyncio.get_running_loop(), None)
+    """Close this loop's pool for good (tests, shutdown)."""
+    loop = asyncio.get_running_loop()
+    _closed.add(loop)
+    existing = _pools.pop(loop, None)
     if existing is not None:
         await existing.close()
