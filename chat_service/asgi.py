@@ -1,7 +1,7 @@
 """ASGI entry point: HTTP goes to Django, ``/ws/`` to the chat consumer.
 
-The socket stack, outermost first: Origin check (cross-site WebSocket hijacking), cookies
-and session (same-site pages), identity (token or session), then the consumer.
+The socket stack, outermost first: Origin check (cross-site WebSocket hijacking), identity
+(a token; or, for same-site pages without one, cookies and session), then the consumer.
 """
 
 import os
@@ -47,7 +47,6 @@ django_asgi_app = RequestConnectionsASGIHandler()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402
-from channels.sessions import SessionMiddlewareStack  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.urls import path  # noqa: E402
 
@@ -58,7 +57,7 @@ from chat_service.identity import IdentityMiddleware  # noqa: E402
 
 def websocket_app():
     return OriginValidator(
-        SessionMiddlewareStack(IdentityMiddleware(URLRouter([path("ws/", ChatConsumer.as_asgi())]))),
+        IdentityMiddleware(URLRouter([path("ws/", ChatConsumer.as_asgi())])),
         [*settings.ALLOWED_HOSTS, *settings.WS_ALLOWED_ORIGINS],
     )
 

@@ -38,7 +38,7 @@ from django.utils import timezone
 
 from chat_service import fanout, protocol, selectors, services
 from chat_service.admission import message_admission
-from chat_service.broadcast import Envelope, get_hub, presence_topic, thread_topic, user_topic
+from chat_service.broadcast import Envelope, existing_hub, get_hub, presence_topic, thread_topic, user_topic
 from chat_service.closecodes import CloseCode
 from chat_service.db import db_call
 from chat_service.errors import BadRequest, ChatError, Internal, RateLimited
@@ -156,9 +156,10 @@ class ChatConsumer:
             get_supervisor().unregister(self)
         for stream in self.streams.values():
             stream.close()
-        hub = get_hub()
-        for topic in list(self.topics):
-            await hub.unsubscribe(topic, self)
+        hub = existing_hub()
+        if hub is not None:
+            for topic in list(self.topics):
+                await hub.unsubscribe(topic, self)
         self.topics.clear()
         user_id = self.user_id
         if self.registered and user_id is not None:
@@ -231,7 +232,7 @@ class ChatConsumer:
                     order_id=order_id, user_id=self.user_id, since_seq=command.since_seq,
                     limit=settings.CHAT["JOIN_MAX_EVENTS"])
                 self.roles[order_id] = snapshot.role.value
-                self.peers[order_id] = tuple(p for p in snapshot.peers if p != self.user_id)
+                self.peers[order_id] = tuple(p for p in snapshot.parties if p != self.user_id)
                 await self._join_reply(stream, command, snapshot)
         except BaseException:
             if new:

@@ -105,27 +105,47 @@ def identity_from_request(request: HttpRequest) -> Identity:
 class IdentityMiddleware:
     """ASGI middleware for the WebSocket: puts ``identity`` (or ``identity_error``) in scope.
 
+    A socket with ``?token=`` (the marketplace's widget) is judged by its token alone and
+    goes straight to the consumer: no cookie parsing, and no session wrapper around every
+    frame it is sent. A socket without one (a same-site page) goes through Channels'
+    session middleware and is judged by its session.
+
     The consumer, not this middleware, refuses a bad identity, so that it can close with
     a close code the client understands instead of a bare handshake failure.
     """
+
+    def __init__(self, app: Any) -> None:
+        from channels.sessions import SessionMiddlewareStack
+
+        self.app = app
+        self.with_session = SessionMiddlewareStack(_SessionIdentity(app))
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        token = (query.get("token") or [None])[0]
+        if token is None:
+            return await self.with_session(scope, receive, send)
+        scope = dict(scope)
+        scope["identity"], scope["identity_error"] = None, None
+        try:
+            scope["identity"] = token_verify(token)
+        except TokenError as exc:
+            scope["identity_error"] = exc.reason
+        return await self.app(scope, receive, send)
+
+
+class _SessionIdentity:
+    """The identity a same-site page's session holds (inside the session middleware)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         scope = dict(scope)
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        token = (query.get("token") or [None])[0]
         scope["identity"], scope["identity_error"] = None, None
-        try:
-            if token is not None:
-                scope["identity"] = token_verify(token)
-            elif scope.get("session") is not None:
-                scope["identity"] = await db_call(identity_from_session, scope["session"])
-                if scope["identity"] is None:
-                    raise TokenError("missing")
-            else:
-                raise TokenError("missing")
-        except TokenError as exc:
-            scope["identity_error"] = exc.reason
+        session = scope.get("session")
+        identity = await db_call(identity_from_session, session) if session is not None else None
+        if identity is None:
+            scope["identity_error"] = "missing"
+        scope["identity"] = identity
         return await self.app(scope, receive, send)

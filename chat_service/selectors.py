@@ -116,8 +116,8 @@ class JoinSnapshot:
     has_more: bool
 
     @property
-    def peers(self) -> tuple[str, ...]:
-        return tuple(p for p in (self.order.buyer_id, self.order.seller_id) if p is not None)
+    def parties(self) -> tuple[str, str]:
+        return self.order.buyer_id, self.order.seller_id
 
 
 def thread_join_snapshot(*, order_id: str, user_id: str, since_seq: int | None, limit: int) -> JoinSnapshot:

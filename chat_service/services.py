@@ -36,6 +36,27 @@ from orders_bridge.models import Order
 
 
 @dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """A thread event as APPEND stored it (the columns of Event), without an ORM object:
+    the hot path makes one per message, and a model's __init__ was 3 % of its CPU."""
+
+    id: int
+    thread_id: str
+    seq: int
+    kind: str
+    author_id: str | None
+    author_role: str
+    body: str
+    data: dict[str, Any]
+    client_msg_id: str | None
+    created_at: datetime
+
+    @property
+    def pk(self) -> int:
+        return self.id
+
+
+@dataclass(frozen=True, slots=True)
 class Recipient:
     """A party who did not write the event: its unread count in the thread and overall."""
 
@@ -49,14 +70,14 @@ class Recipient:
 class Appended:
     """A stored event and what its pushes need (chat_service.fanout.appended)."""
 
-    event: Event
+    event: StoredEvent | Event
     order: texts.OrderFacts
     recipients: tuple[Recipient, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class SendOutcome:
-    event: Event
+    event: StoredEvent | Event
     created: bool
     # What to publish once the sender was answered (empty for a repeat).
     publications: list[fanout.Publication]
@@ -92,21 +113,18 @@ class _Draft:
     now: datetime
     online: Collection[str]
 
-    @property
-    def note_kind(self) -> str:
-        return texts.kind_for_event(event_kind=self.kind, data=self.data)
-
-    @property
-    def due_at(self) -> datetime:
-        delay = 0.0 if texts.is_urgent(self.note_kind) else float(settings.NOTIFY["DIGEST_DELAY_S"])
-        return self.now + timedelta(seconds=delay)
+    def notification(self) -> tuple[str, bool, datetime]:
+        """The notification row's kind, urgency and due time (urgent: due at once)."""
+        kind = texts.kind_for_event(event_kind=self.kind, data=self.data)
+        urgent = texts.is_urgent(kind)
+        return kind, urgent, self.now + timedelta(seconds=0.0 if urgent else settings.NOTIFY["DIGEST_DELAY_S"])
 
     def params(self) -> dict[str, Any]:
+        note_kind, urgent, due_at = self.notification()
         return {
             "order_id": self.order_id, "author_id": self.author_id, "kind": self.kind, "body": self.body,
             "data": fanout.json_text(self.data), "client_msg_id": self.client_msg_id, "now": self.now,
-            "note_kind": self.note_kind, "urgent": texts.is_urgent(self.note_kind), "due_at": self.due_at,
-            "online": list(self.online),
+            "note_kind": note_kind, "urgent": urgent, "due_at": due_at, "online": list(self.online),
         }
 
     def appended(self, rows: list[tuple[Any, ...]]) -> Appended:
@@ -114,10 +132,8 @@ class _Draft:
         if not rows:
             raise NotFound(NO_THREAD)
         event_id, seq, author_role, _, _, _, _, item_title, supplier_name = rows[0][:9]
-        event = Event(id=event_id, thread_id=self.order_id, seq=seq, kind=self.kind, author_id=self.author_id,
-                      author_role=author_role, body=self.body, data=self.data, client_msg_id=self.client_msg_id,
-                      created_at=self.now)
-        event._state.adding, event._state.db = False, connection.alias
+        event = StoredEvent(event_id, self.order_id, seq, self.kind, self.author_id, author_role, self.body,
+                            self.data, self.client_msg_id, self.now)
         recipients = tuple(Recipient(user_id, role, unread, int(total))
                            for *_, user_id, role, unread, total in rows if user_id is not None)
         return Appended(event, texts.OrderFacts(self.order_id, item_title, supplier_name), recipients)
@@ -133,7 +149,7 @@ def event_append(
     data: dict[str, Any] | None = None,
     client_msg_id: str | None = None,
     online: Collection[str] = (),
-) -> Event:
+) -> StoredEvent | Event:
     """Append an event to ``thread`` inside the caller's transaction. Does not validate.
 
     ``author_role`` must be what ``author_id`` is in the thread (None: the system).
@@ -187,9 +203,10 @@ def _append_portable(thread: Thread, draft: _Draft) -> Appended:
                                  client_msg_id=draft.client_msg_id, created_at=draft.now)
     parties = [(Role.BUYER, thread.buyer_id), (Role.SELLER, thread.seller_id)]
     recipients = [(role, user_id) for role, user_id in parties if role != author_role]
+    note_kind, urgent, due_at = draft.notification()
     Notification.objects.bulk_create([
-        Notification(user_id=user_id, thread_id=thread.pk, event_seq=seq, kind=draft.note_kind,
-                     urgent=texts.is_urgent(draft.note_kind), created_at=draft.now, due_at=draft.due_at)
+        Notification(user_id=user_id, thread_id=thread.pk, event_seq=seq, kind=note_kind, urgent=urgent,
+                     created_at=draft.now, due_at=due_at)
         for _, user_id in recipients if user_id not in draft.online
     ])
     totals = unread_totals(user_ids=[user_id for _, user_id in recipients])
@@ -232,7 +249,7 @@ def message_send(*, user_id: str, order_id: str, client_msg_id: str, body: str,
 
 
 def _message_append(*, order_id: str, author_id: str, body: str, client_msg_id: str,
-                    online: Collection[str]) -> Event:
+                    online: Collection[str]) -> StoredEvent:
     """A chat message through APPEND alone (PostgreSQL): its UPDATE takes the row lock
     and checks that the author is a party. Inside the caller's transaction."""
     draft = _Draft(order_id, EventKind.MESSAGE, author_id, body, {}, client_msg_id, timezone.now(), online)
@@ -262,8 +279,8 @@ async def amessage_send(*, user_id: str, order_id: str, client_msg_id: str, body
             row = await cursor.fetchone()
             if row is None:
                 raise
-            event = Event(**dict(zip(statements.EVENT_COLUMNS.split(", "), row, strict=True)), thread_id=order_id)
-            return SendOutcome(event=event, created=False, publications=[])
+            event_id, *columns = row
+            return SendOutcome(event=StoredEvent(event_id, order_id, *columns), created=False, publications=[])
         appended = draft.appended(await cursor.fetchall())
         return SendOutcome(event=appended.event, created=True, publications=fanout.appended(appended),
                            peers=tuple(r.user_id for r in appended.recipients))
