@@ -15,8 +15,9 @@ transactions, in a thread.
   per connection, so the hot statements are parsed and planned once.
 * Sessions run in UTC, like Django's.
 * A connection that broke (a PostgreSQL restart) is discarded by the pool when it is
-  returned; ``run`` retries a statement once on a fresh connection when the failure was
-  the connection's, so a restart costs the statements in flight at most one error.
+  returned; ``run`` then has the pool check its idle connections (a restart breaks them
+  all) and retries the statement once, so a restart costs at most the statements that
+  were in flight.
   Retrying is safe for every hot statement: each is idempotent or keyed (a repeated
   message is recognised by its client_msg_id).
 * ``enabled()`` is False on SQLite (the embedded default): callers take the ORM path.
@@ -100,7 +101,10 @@ async def run(work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T
             except psycopg.OperationalError:
                 if attempt == 2 or not conn.broken:
                     raise
-                log.warning("database connection broke, retrying on a new one")
+        # A restart broke every idle connection of the pool at once: have the pool test
+        # them (and replace the dead ones) before the retry takes one.
+        log.warning("database connection broke; checking the pool's connections and retrying")
+        await current.check()
     raise AssertionError("unreachable")
 
 

@@ -57,12 +57,6 @@ def _endpoint(description: str, *, port: int, interface: str) -> str:
     return ":".join(parts)
 
 
-def daphne_args(argv: list[str]) -> list[str]:
-    """The arguments after the program in ``web_argv``'s result (for running Daphne's CLI
-    in this process, as the demo does)."""
-    return argv[3:] if argv[1:3] == ["-m", "daphne"] else argv[1:]
-
-
 def max_message_bytes() -> int:
     """The Procfile's ``--websocket-max-message-size``: the largest frame Daphne takes in
     or sends out (the protocol's MAX_FRAME_BYTES must not exceed it)."""

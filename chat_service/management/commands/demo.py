@@ -23,7 +23,7 @@ from django.http.request import validate_host
 
 from chat_service import demo_data
 from chat_service.identity import token_mint
-from chat_service.serving import daphne_args, web_argv
+from chat_service.serving import web_argv
 
 # Long enough for an afternoon with the demo: the supervisor closes a socket whose token
 # expired, which would end the terminal chats.
@@ -97,19 +97,19 @@ def guide(*, host: str, port: int, buyer_token: str, seller_token: str, python: 
 
 
 def daphne_argv(*, host: str, port: int) -> list[str]:
-    """Daphne's arguments: the Procfile's web command (its frame cap, listen backlog and
+    """The Procfile's web command (Daphne on uvloop, its frame cap, listen backlog and
     connect timeout; chat_service.serving) on ``host:port``."""
-    return daphne_args(web_argv(port=port, interface=host))
+    return web_argv(port=port, interface=host)
 
 
 def serve(*, host: str, port: int) -> None:
-    """Run Daphne in this process until it is interrupted."""
-    from daphne.cli import CommandLineInterface
-
-    # The server opens its own connections in its database thread; drop the migrate/seed
-    # connection instead of leaving it idle for the server's lifetime.
+    """Become the server: this process is replaced by the Procfile's web command, so the
+    demo serves exactly as production does (Daphne's loop must be chosen before Daphne is
+    imported, which this process, with Django set up, is past)."""
     connections.close_all()
-    CommandLineInterface().run(daphne_argv(host=host, port=port))
+    sys.stdout.flush()
+    argv = daphne_argv(host=host, port=port)
+    os.execv(argv[0], argv)
 
 
 class Command(BaseCommand):
