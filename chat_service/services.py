@@ -15,8 +15,10 @@ tests run against both.
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import dataclass
+import asyncio
+import weakref
+from collections.abc import Awaitable, Collection
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -262,14 +264,21 @@ def _message_append(*, order_id: str, author_id: str, body: str, client_msg_id: 
 
 async def amessage_send(*, user_id: str, order_id: str, client_msg_id: str, body: str,
                         online: Collection[str] = ()) -> SendOutcome:
-    """``message_send`` for the socket: on PostgreSQL one statement on the event loop's
-    pool (its own transaction), else the sync service in a thread. The caller publishes
-    ``publications`` after answering the sender (see ChatConsumer.on_message_send)."""
+    """``message_send`` for the socket: on PostgreSQL through this process's
+    ``MessageBatcher`` (concurrent sends share one statement, each its own seq), else the
+    sync service in a thread. The caller publishes ``publications`` after answering the
+    sender (see ChatConsumer.on_message_send)."""
     if not pgpool.enabled():
         outcome = await database_sync_to_async(_message_send_collected)(
             user_id=user_id, order_id=order_id, client_msg_id=client_msg_id, body=body, online=online)
         return outcome
     draft = _Draft(order_id, EventKind.MESSAGE, user_id, body, {}, client_msg_id, timezone.now(), online)
+    return await _batcher().send(draft)
+
+
+async def _append_one(draft: _Draft) -> SendOutcome:
+    """One message in its own statement (APPEND); a repeated client_msg_id returns the
+    stored event."""
 
     async def append(conn: psycopg.AsyncConnection[Any]) -> SendOutcome:
         try:
@@ -280,12 +289,120 @@ async def amessage_send(*, user_id: str, order_id: str, client_msg_id: str, body
             if row is None:
                 raise
             event_id, *columns = row
-            return SendOutcome(event=StoredEvent(event_id, order_id, *columns), created=False, publications=[])
-        appended = draft.appended(await cursor.fetchall())
-        return SendOutcome(event=appended.event, created=True, publications=fanout.appended(appended),
-                           peers=tuple(r.user_id for r in appended.recipients))
+            return SendOutcome(event=StoredEvent(event_id, draft.order_id, *columns), created=False,
+                               publications=[])
+        return _sent(draft.appended(await cursor.fetchall()))
 
     return await pgpool.run(append)
+
+
+def _sent(appended: Appended) -> SendOutcome:
+    return SendOutcome(event=appended.event, created=True, publications=fanout.appended(appended),
+                       peers=tuple(r.user_id for r in appended.recipients))
+
+
+class MessageBatcher:
+    """Group commit: the chat messages a process sends while a statement is in flight
+    share the next statement (statements.APPEND_MESSAGES), one per thread at a time.
+
+    Nothing waits for a batch to fill: a message that finds nothing in flight goes out at
+    once, alone; under load, messages gather while the previous statement runs. Each keeps
+    its own seq (its thread's row lock, taken in order_id order) and its ack follows the
+    commit of the statement that stored it. A batch that fails (a repeated client_msg_id
+    fails the whole statement on the unique index) is sent again message by message,
+    where each gets its own answer.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: list[tuple[_Draft, asyncio.Future[SendOutcome]]] = []
+        self._draining: asyncio.Task[None] | None = None
+        self.statements = 0
+        self.messages = 0
+
+    async def send(self, draft: _Draft) -> SendOutcome:
+        outcome: asyncio.Future[SendOutcome] = asyncio.get_running_loop().create_future()
+        self._waiting.append((draft, outcome))
+        if self._draining is None:
+            self._draining = asyncio.get_running_loop().create_task(self._drain(), name="message-batcher")
+        return await outcome
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch, later, threads = [], [], set()
+                for item in self._waiting:  # one message per thread and statement, in order
+                    (later if item[0].order_id in threads else batch).append(item)
+                    threads.add(item[0].order_id)
+                self._waiting = later
+                await self._store(batch)
+        finally:
+            self._draining = None
+
+    async def _store(self, batch: list[tuple[_Draft, asyncio.Future[SendOutcome]]]) -> None:
+        self.statements += 1
+        self.messages += len(batch)
+        try:
+            outcomes = await (_append_many([d for d, _ in batch]) if len(batch) > 1 else _append_single(batch[0][0]))
+        except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
+            outcomes = [await _settled(_append_one(draft)) for draft, _ in batch]
+        except Exception as exc:  # noqa: BLE001 - every sender hears of it
+            outcomes = [exc] * len(batch)
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+
+async def _append_single(draft: _Draft) -> list[SendOutcome | BaseException]:
+    return [await _settled(_append_one(draft))]
+
+
+async def _settled(work: Awaitable[SendOutcome]) -> SendOutcome | BaseException:
+    try:
+        return await work
+    except Exception as exc:  # noqa: BLE001 - handed to its sender
+        return exc
+
+
+async def _append_many(drafts: list[_Draft]) -> list[SendOutcome | BaseException]:
+    now = timezone.now()
+    _, _, due_at = drafts[0].notification()
+    params = {
+        "ords": list(range(len(drafts))), "order_ids": [d.order_id for d in drafts],
+        "author_ids": [d.author_id for d in drafts], "bodies": [d.body for d in drafts],
+        "client_msg_ids": [d.client_msg_id for d in drafts], "rows": [not d.online for d in drafts],
+        "now": now, "due_at": due_at,
+    }
+
+    async def append(conn: psycopg.AsyncConnection[Any]) -> list[tuple[Any, ...]]:
+        cursor = await conn.execute(statements.APPEND_MESSAGES, params)
+        return await cursor.fetchall()
+
+    by_ord: dict[int, list[tuple[Any, ...]]] = {}
+    for ord_, *row in await pgpool.run(append):
+        by_ord.setdefault(ord_, []).append(tuple(row))
+    outcomes: list[SendOutcome | BaseException] = []
+    for index, draft in enumerate(drafts):
+        rows = by_ord.get(index)
+        if rows is None:
+            outcomes.append(NotFound(NO_THREAD))
+            continue
+        outcomes.append(_sent(replace(draft, now=now).appended(rows)))
+    return outcomes
+
+
+_batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MessageBatcher] = weakref.WeakKeyDictionary()
+
+
+def _batcher() -> MessageBatcher:
+    loop = asyncio.get_running_loop()
+    batcher = _batchers.get(loop)
+    if batcher is None:
+        batcher = _batchers[loop] = MessageBatcher()
+    return batcher
 
 
 def _message_send_collected(**kwargs: Any) -> SendOutcome:

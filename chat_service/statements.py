@@ -90,6 +90,61 @@ SELECT e.id, e.seq, e.author_role, t.buyer_id, t.seller_id, t.buyer_unread, t.se
 FROM t CROSS JOIN e JOIN {ORDER} o ON o.order_id = t.order_id LEFT JOIN r ON true
 """
 
+# Chat messages of several threads in one statement (group commit, services.MessageBatcher):
+# the same rule as APPEND for kind "message", one element of each array per message, at
+# most one message per thread. Row locks are taken in order_id order, so two processes'
+# batches never deadlock. Params: ords, order_ids, author_ids, bodies, client_msg_ids,
+# rows (false: the recipient is online, no notification row), now, due_at.
+# Rows: as APPEND's, each with its message's ord first; a message whose thread does not
+# exist, or whose author is not a party, has none.
+APPEND_MESSAGES = f"""
+WITH i AS (
+    SELECT * FROM unnest(%(ords)s::int[], %(order_ids)s::varchar[], %(author_ids)s::varchar[],
+                         %(bodies)s::text[], %(client_msg_ids)s::varchar[], %(rows)s::boolean[])
+             AS i (ord, order_id, author_id, body, client_msg_id, notify)
+), locked AS (
+    SELECT th.order_id FROM {THREAD} th JOIN i ON i.order_id = th.order_id
+    WHERE th.buyer_id = i.author_id OR th.seller_id = i.author_id
+    ORDER BY th.order_id
+    FOR UPDATE OF th
+), t AS (
+    UPDATE {THREAD} th SET
+        last_seq = th.last_seq + 1,
+        last_event_at = %(now)s,
+        buyer_read_seq = CASE WHEN th.buyer_id = i.author_id THEN th.last_seq + 1 ELSE th.buyer_read_seq END,
+        buyer_unread = CASE WHEN th.buyer_id = i.author_id THEN 0 ELSE th.buyer_unread + 1 END,
+        seller_read_seq = CASE WHEN th.buyer_id <> i.author_id THEN th.last_seq + 1 ELSE th.seller_read_seq END,
+        seller_unread = CASE WHEN th.buyer_id <> i.author_id THEN 0 ELSE th.seller_unread + 1 END
+    FROM i
+    WHERE th.order_id = i.order_id AND th.order_id IN (SELECT order_id FROM locked)
+    RETURNING i.ord, i.author_id, i.body, i.client_msg_id, i.notify, th.order_id, th.last_seq, th.buyer_id,
+              th.seller_id, th.buyer_unread, th.seller_unread,
+              CASE WHEN th.buyer_id = i.author_id THEN 'buyer' ELSE 'seller' END AS author_role
+), e AS (
+    INSERT INTO {EVENT} (thread_id, seq, kind, author_id, author_role, body, data, client_msg_id, created_at)
+    SELECT order_id, last_seq, 'message', author_id, author_role, body, '{{}}'::jsonb, client_msg_id, %(now)s
+    FROM t
+    RETURNING id, thread_id
+), r AS (
+    SELECT t.ord, p.user_id, p.role, p.unread
+    FROM t, LATERAL (VALUES (t.buyer_id, 'buyer', t.buyer_unread),
+                            (t.seller_id, 'seller', t.seller_unread)) AS p (user_id, role, unread)
+    WHERE p.role <> t.author_role
+), n AS (
+    INSERT INTO {NOTIFICATION} (user_id, thread_id, event_seq, kind, urgent, created_at, due_at,
+                                status, reason, digest_key, data)
+    SELECT r.user_id, t.order_id, t.last_seq, 'message', false, %(now)s, %(due_at)s,
+           'pending', '', '', '{{}}'::jsonb
+    FROM r JOIN t ON t.ord = r.ord
+    WHERE t.notify
+)
+SELECT t.ord, e.id, t.last_seq, t.author_role, t.buyer_id, t.seller_id, t.buyer_unread, t.seller_unread,
+       o.item_title, o.supplier_name,
+       r.user_id, r.role, r.unread, r.unread + {_OTHER_UNREAD} AS unread_total
+FROM t JOIN e ON e.thread_id = t.order_id JOIN {ORDER} o ON o.order_id = t.order_id
+     LEFT JOIN r ON r.ord = t.ord
+"""
+
 # The original event of a repeated client_msg_id.
 EVENT_BY_CLIENT_MSG_ID = f"""
 SELECT {EVENT_COLUMNS} FROM {EVENT}
