@@ -380,13 +380,13 @@ def hello(*, user: dict[str, str], unread_total: int, heartbeat_s: int, server_t
     }
 
 
-def presence_wire(*, online: bool, last_seen: datetime | None, typical_reply_s: int | None) -> dict[str, Any]:
-    """A seller's indicator, as presence.subscribe's snapshot entry and presence.changed carry it."""
+def presence_wire(*, online: bool, last_seen: datetime | None) -> dict[str, Any]:
+    """A seller's indicator as presence.changed carries it (a snapshot entry adds
+    ``typical_reply_s``)."""
     return {
         "status": "online" if online else "offline",
         "color": "orange" if online else "grey",
         "last_seen": None if online else iso(last_seen),
-        "typical_reply_s": typical_reply_s,
     }
 
 

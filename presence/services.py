@@ -18,8 +18,9 @@ Invariants:
   stale state.
 * Pushes go to the topic ``p.<seller_id>`` only: a transition costs work in proportion
   to the processes with subscribers of that seller, and each fans it out to its own.
-  Nothing is pushed about a user who is not a seller (see presence.selectors), and a
-  snapshot of such an id reveals nothing.
+  Only a seller (see presence.selectors) can be subscribed to, so a push about anyone
+  else reaches nobody, and a snapshot of such an id reveals nothing. A push carries no
+  ``typical_reply_s`` (the snapshot does): a transition reads nothing from the database.
 * A snapshot never shows a seller online whose connections all expired: such states
   are claimed (and pushed) on read instead of waiting for the next sweep.
 * Presence is best effort (Redis holds nothing we cannot lose): a failing push is
@@ -55,9 +56,8 @@ class SellerPresence:
     visible: bool  # False: not a seller; the state says nothing about them
 
     def as_wire(self) -> dict[str, Any]:
-        return protocol.presence_wire(
-            online=self.state.online, last_seen=_moment(self.state.last_seen_ms), typical_reply_s=self.typical_reply_s
-        )
+        return {**protocol.presence_wire(online=self.state.online, last_seen=_moment(self.state.last_seen_ms)),
+                "typical_reply_s": self.typical_reply_s}
 
 
 def _moment(ms: int | None) -> datetime | None:
@@ -141,13 +141,12 @@ async def presence_snapshot(*, seller_ids: list[str], visible: set[str] | None =
 
 
 async def _publish(user_id: str, state: PresenceState) -> None:
+    """Push a transition: one publish, no database. Only a visible seller's topic can
+    have subscribers (presence.subscribe checks), so a push about anyone else reaches
+    nobody; the typical reply time stays with the snapshot (it changes over days, and
+    reading it per transition made every first connect of a user a database query)."""
     try:
-        if not protocol.ID_RE.match(user_id):
-            return  # not a subscribable id: nobody can be listening
-        if not await presence_visible(seller_ids=[user_id]):
-            return
-        replies = await db_call(selectors.typical_reply_seconds, seller_ids=[user_id])
-        entry = SellerPresence(user_id, state, replies.get(user_id), True)
-        await fanout.publish(fanout.presence_changed(seller_id=user_id, version=state.version, wire=entry.as_wire()))
+        wire = protocol.presence_wire(online=state.online, last_seen=_moment(state.last_seen_ms))
+        await fanout.publish(fanout.presence_changed(seller_id=user_id, version=state.version, wire=wire))
     except Exception:  # noqa: BLE001 - see the module docstring
         log.exception("presence push failed user=%s online=%s", user_id, state.online)

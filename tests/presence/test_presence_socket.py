@@ -96,13 +96,12 @@ async def test_subscribe_answers_a_snapshot_and_pushes_the_first_connection(sell
     assert data == {"sellers": {"s1": grey, "s2": grey}}
     seller = await TestSocket.open("s1")
     pushed = await buyer.next_frame("presence.changed")
-    assert pushed == {
+    assert pushed == {  # protocol 2: typical_reply_s is the snapshot's, not the push's
         "type": "presence.changed",
         "seller_id": "s1",
         "status": "online",
         "color": "orange",
         "last_seen": None,
-        "typical_reply_s": None,
     }
     again = await buyer.request("presence.subscribe", seller_ids=["s1"])
     assert again["sellers"]["s1"]["color"] == "orange"
@@ -187,7 +186,7 @@ async def test_a_push_not_newer_than_what_the_socket_shows_is_dropped(sellers):
     buyer = await TestSocket.open("b")
     await buyer.request("presence.subscribe", seller_ids=["s1"])  # online
     (shown, _), = (await get_presence_store().presence_get(["s1"])).values()
-    stale = {"status": "offline", "color": "grey", "last_seen": "2026-01-01T00:00:00.000Z", "typical_reply_s": None}
+    stale = {"status": "offline", "color": "grey", "last_seen": "2026-01-01T00:00:00.000Z"}
 
     def push(version: int) -> list:
         return fanout.presence_changed(seller_id="s1", version=version, wire=stale)

@@ -156,8 +156,11 @@ export class ChatConnection extends EventTarget {
       }
       case "thread.event": return this.deliver(frame.order_id, frame.event);
       case "presence.changed": {
-        this.presence.set(frame.seller_id, frame);
-        return this.emit("presence", { sellerId: frame.seller_id, state: frame });
+        // A push carries the status; the typical reply time comes with the snapshot and
+        // is kept (protocol 2).
+        const state = { ...(this.presence.get(frame.seller_id) || {}), ...frame };
+        this.presence.set(frame.seller_id, state);
+        return this.emit("presence", { sellerId: frame.seller_id, state });
       }
       case "pong": return undefined;
       default: return this.emit(frame.type, frame);
