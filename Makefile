@@ -7,10 +7,18 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-e2e test-heavy test-browser install clean
+.PHONY: demo gates test test-fast test-e2e test-heavy test-browser install clean
 
 demo: $(STAMP)
 	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py demo
+
+gates: $(STAMP)  ## the quality gates CI runs before the tests
+	$(BIN)/lint-imports --no-cache
+	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	bash .ci/check-deploy
 
 test: $(STAMP)  ## everything but the heavy scenarios (those: make test-heavy)
 	bash .ci/services

@@ -72,12 +72,16 @@ BENCH = "history_paging"  # in bench_meta: the data is this bench's
 ORDER_ID = "H0000000000"  # the long thread
 BUYER, SELLER = "B0000001", "S00001"
 PAGE = 50  # the browser's page (order-chat.js asks before_seq=...&limit=50) and the API default
-CATCH_UP_PAGE = 200  # chat_service.consumers.CATCH_UP_PAGE
+CATCH_UP_PAGE = 200  # chat_service.transport.socket.consumer.CATCH_UP_PAGE
 SPAN = timedelta(days=2 * 365)  # the long thread's age
 KINDS = (("message", 900), ("order", 30), ("offer", 40), ("dispute", 10), ("system", 20))  # per mille
 PHRASES = (
-    "Hello, is this item still available?", "Yes, it is in stock.", "Thank you!", "OK",
-    "When will you ship my order?", "We ship within 48 hours after payment.",
+    "Hello, is this item still available?",
+    "Yes, it is in stock.",
+    "Thank you!",
+    "OK",
+    "When will you ship my order?",
+    "We ship within 48 hours after payment.",
     "Can you send it in the black colour instead of the white one?",
     "The tracking number does not work yet, it usually updates after two or three days.",
     "Could you give me a better price if I buy five of them?",
@@ -102,14 +106,29 @@ PHRASES = (
     "I will leave feedback as soon as I have tested it properly.",
 )
 EVENT_BODIES = {
-    "order": ("The seller shipped the order.", "The order was paid.", "The buyer confirmed receipt.",
-              "The order was completed.", "The seller updated the tracking number."),
-    "offer": ("The buyer asked for a better price.", "The seller offered a new price.",
-              "The buyer accepted the offer.", "The offer expired."),
-    "dispute": ("The buyer opened a dispute: item not as described.", "The seller proposed a partial refund.",
-                "The dispute was resolved with a refund."),
-    "system": ("Reminder: please confirm receipt within 5 days.", "The buyer's protection period ends soon.",
-               "This conversation is monitored for your safety: never pay outside the marketplace."),
+    "order": (
+        "The seller shipped the order.",
+        "The order was paid.",
+        "The buyer confirmed receipt.",
+        "The order was completed.",
+        "The seller updated the tracking number.",
+    ),
+    "offer": (
+        "The buyer asked for a better price.",
+        "The seller offered a new price.",
+        "The buyer accepted the offer.",
+        "The offer expired.",
+    ),
+    "dispute": (
+        "The buyer opened a dispute: item not as described.",
+        "The seller proposed a partial refund.",
+        "The dispute was resolved with a refund.",
+    ),
+    "system": (
+        "Reminder: please confirm receipt within 5 days.",
+        "The buyer's protection period ends soon.",
+        "This conversation is monitored for your safety: never pay outside the marketplace.",
+    ),
 }
 
 
@@ -133,8 +152,11 @@ def main() -> None:
             sys.exit(f"{url} holds another bench's data: run without --reuse against a database of its own")
     else:
         meta = _load(args)
-    print(f"ready in {time.monotonic() - started:.0f} s: {meta['last_seq']:,} events in the thread, "
-          f"{meta['events']:,} events in {meta['threads']:,} threads", flush=True)
+    print(
+        f"ready in {time.monotonic() - started:.0f} s: {meta['last_seq']:,} events in the thread, "
+        f"{meta['events']:,} events in {meta['threads']:,} threads",
+        flush=True,
+    )
     if args.explain:
         _explain(meta)
     _measure(args, meta)
@@ -204,29 +226,81 @@ def _load(args: argparse.Namespace) -> dict[str, Any]:
 def _copy_rows(raw: Any, rng: random.Random, events: int, others: int) -> dict[str, Any]:
     now = datetime.now(UTC).replace(microsecond=0)
     start = now - SPAN
-    order_cols = ("order_id", "buyer_id", "seller_id", "supplier_name", "item_title", "properties", "quantity",
-                  "amount", "currency", "status", "tracking_number", "ordered_at", "version", "updated_at",
-                  "completed_at", "receipt_confirmed_at", "feedback_rating", "feedback_comment", "feedback_at")
-    thread_cols = ("order_id", "buyer_id", "seller_id", "last_seq", "buyer_read_seq", "seller_read_seq",
-                   "buyer_unread", "seller_unread", "last_event_at", "created_at")
-    event_cols = ("thread_id", "seq", "kind", "author_id", "author_role", "body", "data", "client_msg_id",
-                  "created_at")
+    order_cols = (
+        "order_id",
+        "buyer_id",
+        "seller_id",
+        "supplier_name",
+        "item_title",
+        "properties",
+        "quantity",
+        "amount",
+        "currency",
+        "status",
+        "tracking_number",
+        "ordered_at",
+        "version",
+        "updated_at",
+        "completed_at",
+        "receipt_confirmed_at",
+        "feedback_rating",
+        "feedback_comment",
+        "feedback_at",
+    )
+    thread_cols = (
+        "order_id",
+        "buyer_id",
+        "seller_id",
+        "last_seq",
+        "buyer_read_seq",
+        "seller_read_seq",
+        "buyer_unread",
+        "seller_unread",
+        "last_event_at",
+        "created_at",
+    )
+    event_cols = ("thread_id", "seq", "kind", "author_id", "author_role", "body", "data", "client_msg_id", "created_at")
     # Threads: the long one (a trade relationship of two years), then short ones scattered
     # over the same two years, each a burst of a few days as most order chats are.
     threads = [(ORDER_ID, BUYER, SELLER, start, [start + SPAN * (i + rng.random()) / events for i in range(events)])]
     for n in range(1, others + 1):
         opened = start + (SPAN - timedelta(days=7)) * rng.random()
         times = sorted(opened + timedelta(days=7) * rng.random() for _ in range(rng.randint(20, 180)))
-        threads.append((f"H{n:010d}", f"B{rng.randint(2, 20_000):07d}", f"S{rng.randint(2, 2_000):05d}", opened,
-                        times))
-    orders = [(order_id, buyer, seller, "Shenzhen Golden Electronics Co., Ltd.", "Wireless Earbuds USB-C 2 Pack",
-               '{"colour": "black", "size": "M"}', 2, "39.80", "USD", "awaiting_acceptance", "LP00000000001CN",
-               opened, 3, opened, None, None, None, "", None) for order_id, buyer, seller, opened, _ in threads]
+        threads.append((f"H{n:010d}", f"B{rng.randint(2, 20_000):07d}", f"S{rng.randint(2, 2_000):05d}", opened, times))
+    orders = [
+        (
+            order_id,
+            buyer,
+            seller,
+            "Shenzhen Golden Electronics Co., Ltd.",
+            "Wireless Earbuds USB-C 2 Pack",
+            '{"colour": "black", "size": "M"}',
+            2,
+            "39.80",
+            "USD",
+            "awaiting_acceptance",
+            "LP00000000001CN",
+            opened,
+            3,
+            opened,
+            None,
+            None,
+            None,
+            "",
+            None,
+        )
+        for order_id, buyer, seller, opened, _ in threads
+    ]
     _copy(raw, "orders_bridge_order", order_cols, orders)
-    _copy(raw, "chat_service_thread", thread_cols, [
-        (order_id, buyer, seller, len(times), len(times), len(times) - 1, 0, 1, times[-1], opened)
-        for order_id, buyer, seller, opened, times in threads
-    ])
+    _copy(
+        raw,
+        "chat_service_thread",
+        thread_cols,
+        [
+            (order_id, buyer, seller, len(times), len(times), len(times) - 1, 0, 1, times[-1], opened)
+            for order_id, buyer, seller, opened, times in threads
+        ],
+    )
     data = _event_data(rng)
     kinds, weights = zip(*KINDS, strict=True)
     rows: list[tuple[Any, ...]] = []
@@ -237,19 +311,41 @@ def _copy_rows(raw: Any, rng: random.Random, events: int, others: int) -> dict[s
             if kind == "message":
                 if rng.random() < 0.35:  # conversations come in runs of one party's messages
                     speaker = (seller, "seller") if speaker[1] == "buyer" else (buyer, "buyer")
-                rows.append((at, order_id, seq, kind, speaker[0], speaker[1], _message(rng), "{}",
-                             str(uuid.UUID(int=rng.getrandbits(128), version=4)), at))
+                rows.append(
+                    (
+                        at,
+                        order_id,
+                        seq,
+                        kind,
+                        speaker[0],
+                        speaker[1],
+                        _message(rng),
+                        "{}",
+                        str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                        at,
+                    )
+                )
             else:
-                author, role = (None, "system") if kind in ("order", "system") else \
-                    rng.choice(((buyer, "buyer"), (seller, "seller")))
+                author, role = (
+                    (None, "system")
+                    if kind in ("order", "system")
+                    else rng.choice(((buyer, "buyer"), (seller, "seller")))
+                )
                 payload = rng.choice(data[kind]).replace(ORDER_ID, order_id) if kind in data else "{}"
-                rows.append((at, order_id, seq, kind, author, role, rng.choice(EVENT_BODIES[kind]), payload, None,
-                             at))
+                rows.append((at, order_id, seq, kind, author, role, rng.choice(EVENT_BODIES[kind]), payload, None, at))
     # In the table as a live service writes them: in time order, the threads interleaved.
     rows.sort(key=lambda row: row[0])
     _copy(raw, "chat_service_event", event_cols, [row[1:] for row in rows])
-    return {"bench": BENCH, "thread": ORDER_ID, "buyer": BUYER, "seller": SELLER, "last_seq": events,
-            "threads": len(threads), "events": len(rows), "loaded_at": now.isoformat()}
+    return {
+        "bench": BENCH,
+        "thread": ORDER_ID,
+        "buyer": BUYER,
+        "seller": SELLER,
+        "last_seq": events,
+        "threads": len(threads),
+        "events": len(rows),
+        "loaded_at": now.isoformat(),
+    }
 
 
 def _message(rng: random.Random) -> str:
@@ -261,8 +357,8 @@ def _message(rng: random.Random) -> str:
 
 def _event_data(rng: random.Random) -> dict[str, list[str]]:
     """A few ``data`` payloads per kind, as the bridge's services write them (real wire functions)."""
-    from orders_bridge.models import Dispute, Offer, Order, OrderStatus
-    from orders_bridge.wire import dispute_wire, offer_wire, order_wire
+    from chat_service.commerce.models import Dispute, Offer, Order, OrderStatus
+    from chat_service.protocol.commerce import dispute_wire, offer_wire, order_wire
 
     order = Order.objects.get(pk=ORDER_ID)
     at = order.ordered_at
@@ -274,19 +370,38 @@ def _event_data(rng: random.Random) -> dict[str, list[str]]:
             order.feedback_rating, order.feedback_comment = 5, "Fast shipping, works as described."
         payloads["order"].append(json.dumps({"change": "status", "order": order_wire(order)}))
     for n, status in enumerate(("requested", "open", "accepted", "declined", "expired")):
-        offer = Offer(pk=n + 1, order_id=ORDER_ID, status=status, price=Decimal("35.00"), currency="USD",
-                      previous_amount=Decimal("39.80"), request_note="Two more if the price is right?",
-                      note="Best I can do.", requested_at=at, made_at=at + timedelta(hours=3),
-                      expires_at=at + timedelta(hours=51), closed_at=None if status == "open" else at)
+        offer = Offer(
+            pk=n + 1,
+            order_id=ORDER_ID,
+            status=status,
+            price=Decimal("35.00"),
+            currency="USD",
+            previous_amount=Decimal("39.80"),
+            request_note="Two more if the price is right?",
+            note="Best I can do.",
+            requested_at=at,
+            made_at=at + timedelta(hours=3),
+            expires_at=at + timedelta(hours=51),
+            closed_at=None if status == "open" else at,
+        )
         payloads["offer"].append(json.dumps({"change": status, "offer": offer_wire(offer)}))
     for n, status in enumerate(("open", "countered", "resolved")):
-        dispute = Dispute(pk=n + 1, order_id=ORDER_ID, status=status, reason="not_as_described",
-                          details="The colour is different from the photos.", refund_amount=Decimal("19.90"),
-                          counter_amount=Decimal("10.00") if status != "open" else None,
-                          agreed_amount=Decimal("10.00") if status == "resolved" else None, currency="USD",
-                          return_item=rng.random() < 0.3, seller_note="We can refund half.",
-                          respond_by=at + timedelta(days=5), opened_at=at,
-                          closed_at=at + timedelta(days=3) if status == "resolved" else None)
+        dispute = Dispute(
+            pk=n + 1,
+            order_id=ORDER_ID,
+            status=status,
+            reason="not_as_described",
+            details="The colour is different from the photos.",
+            refund_amount=Decimal("19.90"),
+            counter_amount=Decimal("10.00") if status != "open" else None,
+            agreed_amount=Decimal("10.00") if status == "resolved" else None,
+            currency="USD",
+            return_item=rng.random() < 0.3,
+            seller_note="We can refund half.",
+            respond_by=at + timedelta(days=5),
+            opened_at=at,
+            closed_at=at + timedelta(days=3) if status == "resolved" else None,
+        )
         payloads["dispute"].append(json.dumps({"change": status, "dispute": dispute_wire(dispute)}))
     return payloads
 
@@ -324,15 +439,33 @@ def _build_rows(meta: dict[str, Any], args: argparse.Namespace) -> list[Row]:
 
     return [
         Row("newest page", "events", PAGE, [Page(user()) for _ in range(n)], http=True),
-        Row("older page (before_seq)", "events", PAGE,
-            [Page(user(), before_seq=rng.randint(PAGE + 1, last + 1)) for _ in range(n)], http=True),
-        Row("newer page (after_seq)", "events", PAGE,
-            [Page(user(), after_seq=rng.randint(0, last - PAGE)) for _ in range(n)], http=True),
-        Row("catch-up page (after_seq)", "events", CATCH_UP_PAGE,
-            [Page(user(), after_seq=rng.randint(0, last - CATCH_UP_PAGE)) for _ in range(n)]),
+        Row(
+            "older page (before_seq)",
+            "events",
+            PAGE,
+            [Page(user(), before_seq=rng.randint(PAGE + 1, last + 1)) for _ in range(n)],
+            http=True,
+        ),
+        Row(
+            "newer page (after_seq)",
+            "events",
+            PAGE,
+            [Page(user(), after_seq=rng.randint(0, last - PAGE)) for _ in range(n)],
+            http=True,
+        ),
+        Row(
+            "catch-up page (after_seq)",
+            "events",
+            CATCH_UP_PAGE,
+            [Page(user(), after_seq=rng.randint(0, last - CATCH_UP_PAGE)) for _ in range(n)],
+        ),
         Row("thread.join (newest)", "join", join, [Page(user()) for _ in range(n)]),
-        Row("thread.join (since_seq)", "join", join,
-            [Page(user(), since_seq=rng.randint(0, last - 1)) for _ in range(n)]),
+        Row(
+            "thread.join (since_seq)",
+            "join",
+            join,
+            [Page(user(), since_seq=rng.randint(0, last - 1)) for _ in range(n)],
+        ),
     ]
 
 
@@ -340,11 +473,12 @@ def _build_rows(meta: dict[str, Any], args: argparse.Namespace) -> list[Row]:
 
 
 def _call(row: Row, page: Page, thread_id: str) -> list[Any]:
-    from chat_service import selectors
+    from chat_service.threads import selectors
 
     if row.call == "join":
-        return selectors.thread_join_snapshot(order_id=thread_id, user_id=page.user_id, since_seq=page.since_seq,
-                                              limit=row.limit).events
+        return selectors.thread_join_snapshot(
+            order_id=thread_id, user_id=page.user_id, since_seq=page.since_seq, limit=row.limit
+        ).events
     if page.after_seq is not None:
         return selectors.events_after_seq(thread_id=thread_id, after_seq=page.after_seq, limit=row.limit)
     return selectors.events_before_seq(thread_id=thread_id, before_seq=page.before_seq, limit=row.limit)
@@ -352,8 +486,8 @@ def _call(row: Row, page: Page, thread_id: str) -> list[Any]:
 
 def _offset(row: Row, page: Page, thread_id: str, last_seq: int) -> list[Any]:
     """The same page as page k of the thread by seq, with OFFSET/LIMIT (seqs have no gaps)."""
-    from chat_service.models import Event
-    from chat_service.selectors import thread_for_participant
+    from chat_service.threads.models import Event
+    from chat_service.threads.selectors import thread_for_participant
 
     if row.call == "join":  # the snapshot's own read of the thread, then its events
         thread, _ = thread_for_participant(order_id=thread_id, user_id=page.user_id, with_order=True)
@@ -369,7 +503,7 @@ def _offset(row: Row, page: Page, thread_id: str, last_seq: int) -> list[Any]:
 def _http(row: Row, page: Page, client: Any, tokens: dict[str, str], thread_id: str) -> None:
     token = tokens.get(page.user_id)
     if token is None:
-        from chat_service.identity import token_mint
+        from chat_service.transport.identity import token_mint
 
         token = tokens[page.user_id] = token_mint(user_id=page.user_id, name=page.user_id, ttl_s=86_400)
     query = {"limit": row.limit}
@@ -401,8 +535,10 @@ def _check_same_pages(rows: list[Row], thread_id: str, last_seq: int) -> None:
             keyset = [e.seq for e in _call(row, page, thread_id)]
             offset = [e.seq for e in _offset(row, page, thread_id, last_seq)]
             if keyset != offset or not keyset:
-                sys.exit(f"{row.scenario}: the offset baseline reads another page ({offset[:3]}... "
-                         f"instead of {keyset[:3]}...)")
+                sys.exit(
+                    f"{row.scenario}: the offset baseline reads another page ({offset[:3]}... "
+                    f"instead of {keyset[:3]}...)"
+                )
 
 
 SIDES = ("indexed", "http", "offset", "no index", "offset, no index")
@@ -427,14 +563,18 @@ def _measure(args: argparse.Namespace, meta: dict[str, Any]) -> None:
             deadline = time.monotonic() + per_row * WEIGHTS[side]
             count = args.requests if side in ("indexed", "http") else args.naive_requests
             if side == "http":
+
                 def run(page: Page, row: Row = row) -> None:
                     _http(row, page, client, tokens, thread_id)
             elif side.startswith("offset"):
+
                 def run(page: Page, row: Row = row) -> None:
                     _offset(row, page, thread_id, last_seq)
             else:
+
                 def run(page: Page, row: Row = row) -> None:
                     _call(row, page, thread_id)
+
             dropped = side.endswith("no index")
             context = contextlib.contextmanager(_without_seq_index)() if dropped else contextlib.nullcontext()
             with context:
@@ -444,12 +584,15 @@ def _measure(args: argparse.Namespace, meta: dict[str, Any]) -> None:
 
 
 def _cell(values: list[float], width: int, digits: int = 2) -> str:
-    return f"{_pct(values, .5):>{width}.{digits}f} {_pct(values, .99):>7.{digits}f}" if values else \
-        f"{'-':>{width}} {'-':>7}"
+    return (
+        f"{_pct(values, 0.5):>{width}.{digits}f} {_pct(values, 0.99):>7.{digits}f}"
+        if values
+        else f"{'-':>{width}} {'-':>7}"
+    )
 
 
 def _ratio(values: list[float], indexed: list[float]) -> str:
-    return f"{_pct(values, .99) / _pct(indexed, .99):>6.1f}x" if values and indexed else f"{'-':>7}"
+    return f"{_pct(values, 0.99) / _pct(indexed, 0.99):>6.1f}x" if values and indexed else f"{'-':>7}"
 
 
 def _report(rows: list[Row], meta: dict[str, Any]) -> None:
@@ -459,40 +602,48 @@ def _report(rows: list[Row], meta: dict[str, Any]) -> None:
         cursor.execute("SELECT pg_table_size('chat_service_event'), pg_indexes_size('chat_service_event')")
         heap, indexes = cursor.fetchone()
     print()
-    print(f"History paging, one thread of {meta['last_seq']:,} events ({meta['events']:,} events in "
-          f"{meta['threads']:,} threads, table {heap / 2**20:.0f} MB + indexes {indexes / 2**20:.0f} MB), "
-          f"PostgreSQL; latency of one page in ms (n = requests measured)")
-    head = (f"{'scenario':<26} {'page':>4} | {'indexed p50':>11} {'p99':>7} {'max':>7} {'n':>4} | "
-            f"{'http p50':>8} {'p99':>7} | {'offset p50':>10} {'p99':>7} {'x p99':>7} | "
-            f"{'no-index p50':>12} {'p99':>7} {'x p99':>7} | {'offset+no-index p50':>19} {'p99':>7} {'x p99':>7} "
-            f"{'n':>3}")
+    print(
+        f"History paging, one thread of {meta['last_seq']:,} events ({meta['events']:,} events in "
+        f"{meta['threads']:,} threads, table {heap / 2**20:.0f} MB + indexes {indexes / 2**20:.0f} MB), "
+        f"PostgreSQL; latency of one page in ms (n = requests measured)"
+    )
+    head = (
+        f"{'scenario':<26} {'page':>4} | {'indexed p50':>11} {'p99':>7} {'max':>7} {'n':>4} | "
+        f"{'http p50':>8} {'p99':>7} | {'offset p50':>10} {'p99':>7} {'x p99':>7} | "
+        f"{'no-index p50':>12} {'p99':>7} {'x p99':>7} | {'offset+no-index p50':>19} {'p99':>7} {'x p99':>7} "
+        f"{'n':>3}"
+    )
     print(head)
     print("-" * len(head))
     for row in rows:
         r = row.results
         idx = r.get("indexed", [])
-        print(f"{row.scenario:<26} {row.limit:>4} | {_cell(idx, 11)} {max(idx, default=float('nan')):>7.2f} "
-              f"{len(idx):>4} | {_cell(r.get('http', []), 8)} | {_cell(r.get('offset', []), 10)} "
-              f"{_ratio(r.get('offset', []), idx)} | {_cell(r.get('no index', []), 12)} "
-              f"{_ratio(r.get('no index', []), idx)} | {_cell(r.get('offset, no index', []), 19)} "
-              f"{_ratio(r.get('offset, no index', []), idx)} {len(r.get('offset, no index', [])):>3}")
+        print(
+            f"{row.scenario:<26} {row.limit:>4} | {_cell(idx, 11)} {max(idx, default=float('nan')):>7.2f} "
+            f"{len(idx):>4} | {_cell(r.get('http', []), 8)} | {_cell(r.get('offset', []), 10)} "
+            f"{_ratio(r.get('offset', []), idx)} | {_cell(r.get('no index', []), 12)} "
+            f"{_ratio(r.get('no index', []), idx)} | {_cell(r.get('offset, no index', []), 19)} "
+            f"{_ratio(r.get('offset, no index', []), idx)} {len(r.get('offset, no index', [])):>3}"
+        )
     print("-" * len(head))
     pages = [row for row in rows if row.limit == PAGE and row.call == "events"]
     for side in SIDES:
         every = [v for row in pages for v in row.results.get(side, [])]
-        print(f"pages of {PAGE}, {side:<16}: p50 {_pct(every, .5):7.2f}  p99 {_pct(every, .99):7.2f}  "
-              f"max {max(every, default=float('nan')):7.2f}  (n = {len(every):,})")
+        print(
+            f"pages of {PAGE}, {side:<16}: p50 {_pct(every, 0.5):7.2f}  p99 {_pct(every, 0.99):7.2f}  "
+            f"max {max(every, default=float('nan')):7.2f}  (n = {len(every):,})"
+        )
     for side in ("indexed", "http"):
         every = [v for row in pages for v in row.results.get(side, [])]
-        verdict = "meets" if _pct(every, .99) <= 20 else "MISSES"
-        print(f"target p99 <= 20 ms per page of {PAGE} (S4b), {side}: {verdict} ({_pct(every, .99):.2f} ms)")
+        verdict = "meets" if _pct(every, 0.99) <= 20 else "MISSES"
+        print(f"target p99 <= 20 ms per page of {PAGE} (S4b), {side}: {verdict} ({_pct(every, 0.99):.2f} ms)")
 
 
 def _explain(meta: dict[str, Any]) -> None:
     """Print the plans of the page before the middle of the thread: by seq, by offset, without the index."""
     from django.db import connection
 
-    from chat_service.models import Event
+    from chat_service.threads.models import Event
 
     thread_id, middle = meta["thread"], meta["last_seq"] // 2
     events = Event.objects.filter(thread_id=thread_id)

@@ -64,8 +64,9 @@ class Window:
         return {"wall_s": round(wall, 3), "loadgen_cpu": round(cpu, 3)}
 
 
-def make_peers(plan: dict[str, Any], counters: Counters, latencies: Latencies, *,
-               jitter_s: float = 1.0) -> tuple[list[ThreadPlan], dict[str, tuple[Any, Any]]]:
+def make_peers(
+    plan: dict[str, Any], counters: Counters, latencies: Latencies, *, jitter_s: float = 1.0
+) -> tuple[list[ThreadPlan], dict[str, tuple[Any, Any]]]:
     """Two peers per thread: (buyer, seller), on the servers' URLs round-robin (the
     floor's by a hash of the thread: its rooms do not cross processes, see FloorPeer)."""
     threads = [ThreadPlan.from_dict(t) for t in plan["threads"]]
@@ -76,16 +77,30 @@ def make_peers(plan: dict[str, Any], counters: Counters, latencies: Latencies, *
         for j, party in enumerate((thread.buyer, thread.seller)):
             # Buyer and seller of a thread on different processes when there are two:
             # every message then crosses processes through Redis.
-            url_order = urls[(i + j) % len(urls):] + urls[:(i + j) % len(urls)]
+            url_order = urls[(i + j) % len(urls) :] + urls[: (i + j) % len(urls)]
             if plan["side"] == "service":
-                pair.append(ServicePeer(url_order, party, thread.order_id, counters=counters,
-                                        latencies=latencies, jitter_s=jitter_s))
+                pair.append(
+                    ServicePeer(
+                        url_order, party, thread.order_id, counters=counters, latencies=latencies, jitter_s=jitter_s
+                    )
+                )
             elif plan["side"] == "baseline":
-                pair.append(BaselinePeer(url_order[0], thread.order_id, party.user_id, counters=counters,
-                                         latencies=latencies, jitter_s=jitter_s))
+                pair.append(
+                    BaselinePeer(
+                        url_order[0],
+                        thread.order_id,
+                        party.user_id,
+                        counters=counters,
+                        latencies=latencies,
+                        jitter_s=jitter_s,
+                    )
+                )
             else:
-                pair.append(FloorPeer(urls, thread.order_id, party.user_id, counters=counters,
-                                      latencies=latencies, jitter_s=jitter_s))
+                pair.append(
+                    FloorPeer(
+                        urls, thread.order_id, party.user_id, counters=counters, latencies=latencies, jitter_s=jitter_s
+                    )
+                )
         peers[thread.order_id] = (pair[0], pair[1])
     return threads, peers
 
@@ -104,8 +119,12 @@ async def connect_all(all_peers: list[Any], timeout_s: float) -> dict[str, Any]:
     await asyncio.gather(*(one(p) for p in all_peers))
     elapsed = now() - started
     connected = sum(1 for p in all_peers if p.connected.is_set())
-    return {"sockets": len(all_peers), "connected": connected, "connect_s": round(elapsed, 3),
-            "connect_rate": round(connected / max(elapsed, 1e-9), 1)}
+    return {
+        "sockets": len(all_peers),
+        "connected": connected,
+        "connect_s": round(elapsed, 3),
+        "connect_rate": round(connected / max(elapsed, 1e-9), 1),
+    }
 
 
 async def stop_all(all_peers: list[Any]) -> None:
@@ -127,8 +146,14 @@ async def idle(plan: dict[str, Any]) -> None:
     window = Window()
     await asyncio.sleep(plan["hold_s"])
     still = sum(1 for p in all_peers if p.connected.is_set())
-    emit("window_end", name="hold", connected=still, dropped=counters.drops - drops_before, **window.close(),
-         counters=_counters(counters))
+    emit(
+        "window_end",
+        name="hold",
+        connected=still,
+        dropped=counters.drops - drops_before,
+        **window.close(),
+        counters=_counters(counters),
+    )
     await stop_all(all_peers)
     emit("done", counters=_counters(counters))
 
@@ -182,9 +207,20 @@ async def chat(plan: dict[str, Any]) -> None:
         bound = lg["loadgen_cpu"] >= LOADGEN_BOUND or achieved < RATE_SHORTFALL * rate
         # delivered: messages of this window the other party received (each once), the
         # denominator of the servers' CPU per message over the window.
-        emit("window_end", name=f"rate {rate}", rate=rate, sent=sent, achieved_rate=round(achieved, 1),
-             delivered=len(samples), undelivered=undelivered, unacked=len(in_flight), **stats, **lg,
-             loadgen_bound=bound, counters=_counters(counters))
+        emit(
+            "window_end",
+            name=f"rate {rate}",
+            rate=rate,
+            sent=sent,
+            achieved_rate=round(achieved, 1),
+            delivered=len(samples),
+            undelivered=undelivered,
+            unacked=len(in_flight),
+            **stats,
+            **lg,
+            loadgen_bound=bound,
+            counters=_counters(counters),
+        )
         if undelivered or (stats["p99_ms"] or 0) > plan.get("stop_above_ms", 1000):
             break  # past the knee: higher rates only queue more
         if bound:
@@ -197,18 +233,31 @@ async def chat(plan: dict[str, Any]) -> None:
 
 def _streams(plan: dict[str, Any], threads: list[ThreadPlan], peers: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
     if plan["side"] == "service":
-        return {t.order_id: {"seen": [peers[t.order_id][0].seen, peers[t.order_id][1].seen],
-                             "acked": len(peers[t.order_id][0].acked) + len(peers[t.order_id][1].acked)}
-                for t in threads}
-    return {t.order_id: {"received": [peers[t.order_id][0].received, peers[t.order_id][1].received],
-                         "sent": [peers[t.order_id][0].sent, peers[t.order_id][1].sent]}
-            for t in threads}
+        return {
+            t.order_id: {
+                "seen": [peers[t.order_id][0].seen, peers[t.order_id][1].seen],
+                "acked": len(peers[t.order_id][0].acked) + len(peers[t.order_id][1].acked),
+            }
+            for t in threads
+        }
+    return {
+        t.order_id: {
+            "received": [peers[t.order_id][0].received, peers[t.order_id][1].received],
+            "sent": [peers[t.order_id][0].sent, peers[t.order_id][1].sent],
+        }
+        for t in threads
+    }
 
 
 def _counters(counters: Counters) -> dict[str, Any]:
-    return {"handshake_errors": counters.handshake_errors, "handshake_error_kinds": counters.handshake_error_kinds,
-            "drops": counters.drops, "close_codes": counters.close_codes, "error_replies": counters.error_replies,
-            "resends": counters.resends}
+    return {
+        "handshake_errors": counters.handshake_errors,
+        "handshake_error_kinds": counters.handshake_error_kinds,
+        "drops": counters.drops,
+        "close_codes": counters.close_codes,
+        "error_replies": counters.error_replies,
+        "resends": counters.resends,
+    }
 
 
 # --- S2 presence ----------------------------------------------------------------------------
@@ -223,17 +272,24 @@ class Watcher:
 
     async def open(self) -> None:
         if self.side == "service":
-            self.socket = await websockets.connect(with_token(self.url, self.party.token), origin=origin_of(self.url),
-                                                   open_timeout=30, ping_interval=None, compression=None)
+            self.socket = await websockets.connect(
+                with_token(self.url, self.party.token),
+                origin=origin_of(self.url),
+                open_timeout=30,
+                ping_interval=None,
+                compression=None,
+            )
             json.loads(await self.socket.recv())  # hello
-            await self.socket.send(json.dumps({"type": "presence.subscribe", "ref": "s",
-                                               "seller_ids": [self.seller_id]}))
+            await self.socket.send(
+                json.dumps({"type": "presence.subscribe", "ref": "s", "seller_ids": [self.seller_id]})
+            )
             reply = json.loads(await self.socket.recv())
             assert reply.get("ok"), reply
         else:
             room_url = f"{self.url}chat/{self.seller_id.replace('-', '_')}/"
-            self.socket = await websockets.connect(room_url, origin=origin_of(self.url), open_timeout=30,
-                                                   ping_interval=None, compression=None)
+            self.socket = await websockets.connect(
+                room_url, origin=origin_of(self.url), open_timeout=30, ping_interval=None, compression=None
+            )
         self.task = asyncio.get_running_loop().create_task(self._read())
 
     async def _read(self) -> None:
@@ -256,8 +312,9 @@ async def presence(plan: dict[str, Any]) -> None:
     counters = Counters()
     side, urls = plan["side"], plan["urls"]
     seller = Party(**plan["seller"])
-    watchers = [Watcher(side, urls[i % len(urls)], Party(**w), seller.user_id, counters)
-                for i, w in enumerate(plan["watchers"])]
+    watchers = [
+        Watcher(side, urls[i % len(urls)], Party(**w), seller.user_id, counters) for i, w in enumerate(plan["watchers"])
+    ]
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
     async def open_one(w: Watcher) -> None:
@@ -276,8 +333,9 @@ async def presence(plan: dict[str, Any]) -> None:
             expected = "online" if seller_socket is None else "offline"
             started = now()
             if seller_socket is None:
-                seller_socket = await websockets.connect(with_token(seller_url, seller.token),
-                                                         origin=origin_of(seller_url), ping_interval=None)
+                seller_socket = await websockets.connect(
+                    with_token(seller_url, seller.token), origin=origin_of(seller_url), ping_interval=None
+                )
             else:
                 await seller_socket.close()
                 seller_socket = None
@@ -307,9 +365,16 @@ async def presence(plan: dict[str, Any]) -> None:
             counters.error_reply(f"missing:{missing}")
         await asyncio.sleep(plan.get("pause_s", 0.5))
     lg = window.close()
-    emit("window_end", name=f"{len(watchers)} watchers", **lg, loadgen_bound=lg["loadgen_cpu"] >= LOADGEN_BOUND,
-         offline=percentiles(results["offline"]), online=percentiles(results["online"]),
-         all=percentiles(results["offline"] + results["online"]), counters=_counters(counters))
+    emit(
+        "window_end",
+        name=f"{len(watchers)} watchers",
+        **lg,
+        loadgen_bound=lg["loadgen_cpu"] >= LOADGEN_BOUND,
+        offline=percentiles(results["offline"]),
+        online=percentiles(results["online"]),
+        all=percentiles(results["offline"] + results["online"]),
+        counters=_counters(counters),
+    )
     if seller_socket is not None:
         await seller_socket.close()
     await asyncio.gather(*(w.close() for w in watchers))
@@ -345,11 +410,18 @@ async def storm(plan: dict[str, Any]) -> None:
     k99 = int(0.99 * len(all_peers)) - 1
     lg = window.close()
     await asyncio.gather(*in_flight, return_exceptions=True)
-    emit("window_end", name="storm", **lg, loadgen_bound=lg["loadgen_cpu"] >= LOADGEN_BOUND,
-         sockets=len(all_peers), resynced=len(times),
-         p99_resynced_s=round(times[k99], 3) if len(times) > k99 >= 0 else None,
-         all_resynced_s=round(times[-1], 3) if len(times) == len(all_peers) else None,
-         handshake_errors=counters.handshake_errors - handshake_errors_before, counters=_counters(counters))
+    emit(
+        "window_end",
+        name="storm",
+        **lg,
+        loadgen_bound=lg["loadgen_cpu"] >= LOADGEN_BOUND,
+        sockets=len(all_peers),
+        resynced=len(times),
+        p99_resynced_s=round(times[k99], 3) if len(times) > k99 >= 0 else None,
+        all_resynced_s=round(times[-1], 3) if len(times) == len(all_peers) else None,
+        handshake_errors=counters.handshake_errors - handshake_errors_before,
+        counters=_counters(counters),
+    )
     await asyncio.sleep(plan.get("settle_s", 2))
     await stop_all(all_peers)
     emit("done", counters=_counters(counters), streams=_streams(plan, threads, peers))

@@ -12,7 +12,7 @@ search indexes on the loaded table, CONCURRENTLY as in production); --reuse skip
 ``--orders`` loads fewer for a quick try.
 
 What it measures: the latency of one page (20 orders) of the Manage Orders list, through
-the real selector (orders_bridge.selectors.orders_search, items and allowed actions
+the real selector (chat_service.commerce.selectors.orders_search, items and allowed actions
 included) and, for the indexed side, also through the HTTP view (Django's test client:
 auth, parsing, JSON). Each scenario (a tab, a title or supplier substring, a date range, a
 tracking number, the next and previous page by cursor, ...) runs for random users of three
@@ -55,33 +55,183 @@ BUYERS = 20_000
 HEAVY_BUYERS = 20  # with 2,000-10,000 orders each
 SELLERS = 2_000
 YEARS = 3
-WORDS_ADJ = ("Wireless", "Portable", "Mini", "Smart", "Waterproof", "Magnetic", "Vintage", "Foldable",
-             "Rechargeable", "Stainless", "Bamboo", "Silicone", "Leather", "Cotton", "Ceramic", "Ergonomic",
-             "Adjustable", "Heavy Duty", "Ultra Thin", "LED", "Solar", "Bluetooth", "Handmade", "Retro",
-             "Anti-slip", "Quick Dry", "Thermal", "Compact", "Luxury", "Universal")
-WORDS_PRODUCT = ("Earbuds", "Phone Case", "Charging Cable", "Desk Lamp", "Backpack", "Water Bottle", "Watch Band",
-                 "Keyboard", "Mouse Pad", "Sunglasses", "Wallet", "Yoga Mat", "Coffee Grinder", "Tea Set",
-                 "Hair Clipper", "Power Bank", "Camping Tent", "Fishing Reel", "Drone", "Tripod", "Speaker",
-                 "Smartwatch", "Sneakers", "Hoodie", "Dress", "Jeans", "Necklace", "Ring", "Bracelet",
-                 "Earrings", "Curtains", "Bed Sheets", "Pillow", "Rug", "Planter", "Garden Hose", "Drill Bits",
-                 "Screwdriver Set", "Bike Light", "Helmet", "Car Charger", "Dash Cam", "Tablet Stand",
-                 "Laptop Sleeve", "Router", "USB Hub", "Microphone", "Webcam", "Ring Light", "Toy Blocks")
-WORDS_DETAIL = ("for iPhone 15", "for Samsung", "2 Pack", "Set of 4", "Black", "White", "Rose Gold", "Navy Blue",
-                "XL", "Large", "Kids", "Women", "Men", "Outdoor", "Kitchen", "Office", "Travel", "Gift Box",
-                "USB-C", "Type-C", "5000mAh", "20000mAh", "1080P", "4K", "Noise Cancelling", "with Stand")
-CITIES = ("Shenzhen", "Guangzhou", "Yiwu", "Ningbo", "Hangzhou", "Dongguan", "Xiamen", "Suzhou", "Istanbul",
-          "Lodz", "Porto", "Valencia", "Izmir", "Bursa", "Hanoi", "Bangkok", "Jakarta", "Manila")
-SHOP_WORDS = ("Bright", "Golden", "Happy", "Star", "Ocean", "Lucky", "Prime", "Smart", "Green", "Dragon",
-              "Phoenix", "Sunny", "Silver", "Blue Sky", "Maple", "Unicorn", "Rainbow", "Eagle")
-SHOP_KIND = ("Electronics", "Lighting", "Trading", "Apparel", "Home", "Outdoor", "Jewelry", "Tools", "Toys",
-             "Digital", "Fashion", "Sports")
+WORDS_ADJ = (
+    "Wireless",
+    "Portable",
+    "Mini",
+    "Smart",
+    "Waterproof",
+    "Magnetic",
+    "Vintage",
+    "Foldable",
+    "Rechargeable",
+    "Stainless",
+    "Bamboo",
+    "Silicone",
+    "Leather",
+    "Cotton",
+    "Ceramic",
+    "Ergonomic",
+    "Adjustable",
+    "Heavy Duty",
+    "Ultra Thin",
+    "LED",
+    "Solar",
+    "Bluetooth",
+    "Handmade",
+    "Retro",
+    "Anti-slip",
+    "Quick Dry",
+    "Thermal",
+    "Compact",
+    "Luxury",
+    "Universal",
+)
+WORDS_PRODUCT = (
+    "Earbuds",
+    "Phone Case",
+    "Charging Cable",
+    "Desk Lamp",
+    "Backpack",
+    "Water Bottle",
+    "Watch Band",
+    "Keyboard",
+    "Mouse Pad",
+    "Sunglasses",
+    "Wallet",
+    "Yoga Mat",
+    "Coffee Grinder",
+    "Tea Set",
+    "Hair Clipper",
+    "Power Bank",
+    "Camping Tent",
+    "Fishing Reel",
+    "Drone",
+    "Tripod",
+    "Speaker",
+    "Smartwatch",
+    "Sneakers",
+    "Hoodie",
+    "Dress",
+    "Jeans",
+    "Necklace",
+    "Ring",
+    "Bracelet",
+    "Earrings",
+    "Curtains",
+    "Bed Sheets",
+    "Pillow",
+    "Rug",
+    "Planter",
+    "Garden Hose",
+    "Drill Bits",
+    "Screwdriver Set",
+    "Bike Light",
+    "Helmet",
+    "Car Charger",
+    "Dash Cam",
+    "Tablet Stand",
+    "Laptop Sleeve",
+    "Router",
+    "USB Hub",
+    "Microphone",
+    "Webcam",
+    "Ring Light",
+    "Toy Blocks",
+)
+WORDS_DETAIL = (
+    "for iPhone 15",
+    "for Samsung",
+    "2 Pack",
+    "Set of 4",
+    "Black",
+    "White",
+    "Rose Gold",
+    "Navy Blue",
+    "XL",
+    "Large",
+    "Kids",
+    "Women",
+    "Men",
+    "Outdoor",
+    "Kitchen",
+    "Office",
+    "Travel",
+    "Gift Box",
+    "USB-C",
+    "Type-C",
+    "5000mAh",
+    "20000mAh",
+    "1080P",
+    "4K",
+    "Noise Cancelling",
+    "with Stand",
+)
+CITIES = (
+    "Shenzhen",
+    "Guangzhou",
+    "Yiwu",
+    "Ningbo",
+    "Hangzhou",
+    "Dongguan",
+    "Xiamen",
+    "Suzhou",
+    "Istanbul",
+    "Lodz",
+    "Porto",
+    "Valencia",
+    "Izmir",
+    "Bursa",
+    "Hanoi",
+    "Bangkok",
+    "Jakarta",
+    "Manila",
+)
+SHOP_WORDS = (
+    "Bright",
+    "Golden",
+    "Happy",
+    "Star",
+    "Ocean",
+    "Lucky",
+    "Prime",
+    "Smart",
+    "Green",
+    "Dragon",
+    "Phoenix",
+    "Sunny",
+    "Silver",
+    "Blue Sky",
+    "Maple",
+    "Unicorn",
+    "Rainbow",
+    "Eagle",
+)
+SHOP_KIND = (
+    "Electronics",
+    "Lighting",
+    "Trading",
+    "Apparel",
+    "Home",
+    "Outdoor",
+    "Jewelry",
+    "Tools",
+    "Toys",
+    "Digital",
+    "Fashion",
+    "Sports",
+)
 SUFFIX = ("Co., Ltd.", "Store", "Official Store", "Factory", "Shop", "Flagship Store")
 TRACKING_PREFIX = ("LP", "YT", "UB", "CNE", "RR", "LX")
-STATUS_RECENT = (("awaiting_payment", 8), ("awaiting_shipment", 20), ("awaiting_acceptance", 30),
-                 ("completed", 32), ("cancelled", 10))
+STATUS_RECENT = (
+    ("awaiting_payment", 8),
+    ("awaiting_shipment", 20),
+    ("awaiting_acceptance", 30),
+    ("completed", 32),
+    ("cancelled", 10),
+)
 STATUS_OLD = (("completed", 88), ("cancelled", 12))
 REASONS = ("not_as_described", "wrong_colour", "wrong_size", "works_poorly", "low_quality", "not_received")
-
 
 
 def main() -> None:
@@ -101,8 +251,11 @@ def main() -> None:
         meta = _reuse(url)
     else:
         meta = _load(args)
-    print(f"ready in {time.monotonic() - started:.0f} s: {meta['orders']:,} orders, {meta['disputes']:,} disputes, "
-          f"{meta['offers']:,} live offers", flush=True)
+    print(
+        f"ready in {time.monotonic() - started:.0f} s: {meta['orders']:,} orders, {meta['disputes']:,} disputes, "
+        f"{meta['offers']:,} live offers",
+        flush=True,
+    )
     if args.explain:
         _explain(meta, random.Random(args.seed))
     _measure(args, meta)
@@ -214,22 +367,81 @@ def _copy_rows(raw: Any, rng: random.Random, total: int) -> dict[str, Any]:
     sellers = [f"S{i:05d}" for i in range(SELLERS)]
     seller_weights = [1 / (rank + 1) ** 0.9 for rank in range(SELLERS)]
     seller_of = rng.choices(sellers, weights=seller_weights, k=total)
-    shop = {s: f"{rng.choice(CITIES)} {rng.choice(SHOP_WORDS)} {rng.choice(SHOP_KIND)} {rng.choice(SUFFIX)}"
-            for s in sellers}
+    shop = {
+        s: f"{rng.choice(CITIES)} {rng.choice(SHOP_WORDS)} {rng.choice(SHOP_KIND)} {rng.choice(SUFFIX)}"
+        for s in sellers
+    }
     # Times: over YEARS years, denser towards now; ascending, so ids grow with time.
     span = YEARS * 365 * 86_400
     ages = sorted((span * rng.random() ** 1.6 for _ in range(total)), reverse=True)
 
-    order_cols = ("order_id", "buyer_id", "seller_id", "supplier_name", "item_title", "properties", "quantity",
-                  "amount", "currency", "status", "tracking_number", "ordered_at", "version", "updated_at",
-                  "completed_at", "receipt_confirmed_at", "feedback_rating", "feedback_comment", "feedback_at")
-    thread_cols = ("order_id", "buyer_id", "seller_id", "last_seq", "buyer_read_seq", "seller_read_seq",
-                   "buyer_unread", "seller_unread", "last_event_at", "created_at")
-    dispute_cols = ("order_id", "status", "reason", "details", "refund_amount", "counter_amount", "agreed_amount",
-                    "currency", "return_item", "seller_note", "return_tracking_number", "decision_note",
-                    "respond_by", "reminded_at", "opened_at", "closed_at", "updated_at")
-    offer_cols = ("order_id", "status", "price", "currency", "previous_amount", "request_note", "note",
-                  "requested_at", "made_at", "expires_at", "closed_at", "created_at", "updated_at")
+    order_cols = (
+        "order_id",
+        "buyer_id",
+        "seller_id",
+        "supplier_name",
+        "item_title",
+        "properties",
+        "quantity",
+        "amount",
+        "currency",
+        "status",
+        "tracking_number",
+        "ordered_at",
+        "version",
+        "updated_at",
+        "completed_at",
+        "receipt_confirmed_at",
+        "feedback_rating",
+        "feedback_comment",
+        "feedback_at",
+    )
+    thread_cols = (
+        "order_id",
+        "buyer_id",
+        "seller_id",
+        "last_seq",
+        "buyer_read_seq",
+        "seller_read_seq",
+        "buyer_unread",
+        "seller_unread",
+        "last_event_at",
+        "created_at",
+    )
+    dispute_cols = (
+        "order_id",
+        "status",
+        "reason",
+        "details",
+        "refund_amount",
+        "counter_amount",
+        "agreed_amount",
+        "currency",
+        "return_item",
+        "seller_note",
+        "return_tracking_number",
+        "decision_note",
+        "respond_by",
+        "reminded_at",
+        "opened_at",
+        "closed_at",
+        "updated_at",
+    )
+    offer_cols = (
+        "order_id",
+        "status",
+        "price",
+        "currency",
+        "previous_amount",
+        "request_note",
+        "note",
+        "requested_at",
+        "made_at",
+        "expires_at",
+        "closed_at",
+        "created_at",
+        "updated_at",
+    )
     _check_columns(raw, "orders_bridge_order", order_cols)
     threads: list[tuple[Any, ...]] = []
     disputes: list[tuple[Any, ...]] = []
@@ -239,9 +451,7 @@ def _copy_rows(raw: Any, rng: random.Random, total: int) -> dict[str, Any]:
     colours = ("black", "white", "red", "blue", "green", "pink")
     sizes = ("S", "M", "L", "XL")
     rand = rng.random
-    with raw.cursor() as cursor, cursor.copy(
-        f"COPY orders_bridge_order ({', '.join(order_cols)}) FROM STDIN"
-    ) as copy:
+    with raw.cursor() as cursor, cursor.copy(f"COPY orders_bridge_order ({', '.join(order_cols)}) FROM STDIN") as copy:
         for n in range(total):
             age = ages[n]
             at = now - timedelta(seconds=age, microseconds=rng.randrange(1_000_000))
@@ -256,42 +466,116 @@ def _copy_rows(raw: Any, rng: random.Random, total: int) -> dict[str, Any]:
             feedback = status == "completed" and rand() < 0.4
             title = f"{rng.choice(WORDS_ADJ)} {rng.choice(WORDS_PRODUCT)} {rng.choice(WORDS_DETAIL)}"
             properties = f'{{"colour": "{rng.choice(colours)}", "size": "{rng.choice(sizes)}"}}'
-            copy.write_row((
-                order_id, buyer, seller, shop[seller], title, properties, 1 + int(rand() ** 4 * 5),
-                f"{amount:.2f}", "USD", status, tracking, at, 1 + int(shipped) * 2, at, completed_at, completed_at,
-                rng.randint(3, 5) if feedback else None, "", completed_at if feedback else None,
-            ))
+            copy.write_row(
+                (
+                    order_id,
+                    buyer,
+                    seller,
+                    shop[seller],
+                    title,
+                    properties,
+                    1 + int(rand() ** 4 * 5),
+                    f"{amount:.2f}",
+                    "USD",
+                    status,
+                    tracking,
+                    at,
+                    1 + int(shipped) * 2,
+                    at,
+                    completed_at,
+                    completed_at,
+                    rng.randint(3, 5) if feedback else None,
+                    "",
+                    completed_at if feedback else None,
+                )
+            )
             # Threads: most are quiet; a few per user have unread events, more so recent ones.
             unread_p = 0.15 if recent else 0.01
             last_seq = rng.randint(1, 12) if recent or rand() < 0.3 else 0
             buyer_unread = rng.randint(1, min(3, last_seq)) if last_seq and rand() < unread_p else 0
             seller_unread = rng.randint(1, min(3, last_seq)) if last_seq and rand() < unread_p * 1.5 else 0
-            threads.append((order_id, buyer, seller, last_seq, last_seq - buyer_unread, last_seq - seller_unread,
-                            buyer_unread, seller_unread, at + timedelta(hours=1) if last_seq else None, at))
+            threads.append(
+                (
+                    order_id,
+                    buyer,
+                    seller,
+                    last_seq,
+                    last_seq - buyer_unread,
+                    last_seq - seller_unread,
+                    buyer_unread,
+                    seller_unread,
+                    at + timedelta(hours=1) if last_seq else None,
+                    at,
+                )
+            )
             if (status == "awaiting_acceptance" and rand() < 0.05) or (status == "completed" and rand() < 0.01):
                 is_open = status == "awaiting_acceptance" or rand() < 0.2
-                d_status = rng.choice(("open", "open", "countered", "rejected", "escalated")) if is_open else \
-                    rng.choice(("resolved", "cancelled"))
+                d_status = (
+                    rng.choice(("open", "open", "countered", "rejected", "escalated"))
+                    if is_open
+                    else rng.choice(("resolved", "cancelled"))
+                )
                 opened = at + timedelta(days=10)
-                disputes.append((order_id, d_status, rng.choice(REASONS), "", f"{amount / 2:.2f}", None, None, "USD",
-                                 rand() < 0.3, "", "", "", opened + timedelta(days=5) if d_status == "open" else None,
-                                 None, opened, None if is_open else opened + timedelta(days=7), opened))
+                disputes.append(
+                    (
+                        order_id,
+                        d_status,
+                        rng.choice(REASONS),
+                        "",
+                        f"{amount / 2:.2f}",
+                        None,
+                        None,
+                        "USD",
+                        rand() < 0.3,
+                        "",
+                        "",
+                        "",
+                        opened + timedelta(days=5) if d_status == "open" else None,
+                        None,
+                        opened,
+                        None if is_open else opened + timedelta(days=7),
+                        opened,
+                    )
+                )
             if status == "awaiting_payment" and rand() < 0.2:
                 made = at + timedelta(hours=2)
-                offers.append((order_id, "open", f"{amount * 0.9:.2f}", "USD", f"{amount:.2f}", "", "", None, made,
-                               made + timedelta(hours=48), None, made, made))
+                offers.append(
+                    (
+                        order_id,
+                        "open",
+                        f"{amount * 0.9:.2f}",
+                        "USD",
+                        f"{amount:.2f}",
+                        "",
+                        "",
+                        None,
+                        made,
+                        made + timedelta(hours=48),
+                        None,
+                        made,
+                        made,
+                    )
+                )
     _copy(raw, "chat_service_thread", thread_cols, threads)
     _copy(raw, "orders_bridge_dispute", dispute_cols, disputes)
     _copy(raw, "orders_bridge_offer", offer_cols, offers)
-    return {"orders": total, "disputes": len(disputes), "offers": len(offers), "heavy_buyers": heavy,
-            "normal_buyers": [normal[0], normal[-1]], "sellers": [sellers[0], sellers[-1]],
-            "loaded_at": now.isoformat()}
+    return {
+        "orders": total,
+        "disputes": len(disputes),
+        "offers": len(offers),
+        "heavy_buyers": heavy,
+        "normal_buyers": [normal[0], normal[-1]],
+        "sellers": [sellers[0], sellers[-1]],
+        "loaded_at": now.isoformat(),
+    }
 
 
 def _check_columns(raw: Any, table: str, known: tuple[str, ...]) -> None:
     rows = raw.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_name = %s AND is_nullable = 'NO' "
-        "AND column_default IS NULL AND identity_generation IS NULL", [table]).fetchall()
+        "AND column_default IS NULL AND identity_generation IS NULL",
+        [table],
+    ).fetchall()
     missing = sorted({r[0] for r in rows} - set(known))
     if missing:
         sys.exit(f"{table} has required columns this bench does not fill: {', '.join(missing)}")
@@ -337,10 +621,13 @@ def _samples(user_id: str, rng: random.Random) -> dict[str, Any] | None:
     """A few facts about one of the user's orders, to search for it as a user would."""
     from django.db.models import Q
 
-    from orders_bridge.models import Order
+    from chat_service.commerce.models import Order
 
-    rows = list(Order.objects.filter(Q(buyer_id=user_id) | Q(seller_id=user_id)).order_by("-ordered_at")
-                .values("order_id", "item_title", "supplier_name", "tracking_number", "ordered_at")[:300])
+    rows = list(
+        Order.objects.filter(Q(buyer_id=user_id) | Q(seller_id=user_id))
+        .order_by("-ordered_at")
+        .values("order_id", "item_title", "supplier_name", "tracking_number", "ordered_at")[:300]
+    )
     if len(rows) <= 25:  # too few for a second page
         return None
     tracked = [r for r in rows if r["tracking_number"]]
@@ -358,7 +645,7 @@ def _samples(user_id: str, rng: random.Random) -> dict[str, Any] | None:
 
 
 def _build_rows(meta: dict[str, Any], args: argparse.Namespace) -> list[Row]:
-    from orders_bridge.selectors import orders_search
+    from chat_service.commerce.selectors import orders_search
 
     rng = random.Random(args.seed)
     n = args.requests
@@ -381,12 +668,17 @@ def _build_rows(meta: dict[str, Any], args: argparse.Namespace) -> list[Row]:
             "q matching nothing": lambda u, f: {"q": "xylophone"},
             "supplier substring": lambda u, f: {"supplier": f["supplier"]},
             "supplier matching nothing": lambda u, f: {"supplier": "zanzibar"},
-            "date range 30 days": lambda u, f: {"date_from": f["day"] - timedelta(days=15),
-                                                "date_to": f["day"] + timedelta(days=15)},
+            "date range 30 days": lambda u, f: {
+                "date_from": f["day"] - timedelta(days=15),
+                "date_to": f["day"] + timedelta(days=15),
+            },
             "tracking number": lambda u, f: {"tracking": f["tracking"]},
             "order id": lambda u, f: {"order_id": f["order_id"]},
-            "completed + q + 1 year": lambda u, f: {"status": "completed", "q": f["q"],
-                                                    "date_from": f["day"] - timedelta(days=365)},
+            "completed + q + 1 year": lambda u, f: {
+                "status": "completed",
+                "q": f["q"],
+                "date_from": f["day"] - timedelta(days=365),
+            },
         }
         for name, make in scenarios.items():
             rows.append(Row(name, kind, [_request(u, make(u, f)) for u, f in picked]))
@@ -408,7 +700,7 @@ def _build_rows(meta: dict[str, Any], args: argparse.Namespace) -> list[Row]:
 
 
 def _cursor(token: str) -> Any:
-    from orders_bridge.selectors import ORDERS, Cursor
+    from chat_service.commerce.selectors import ORDERS, Cursor
 
     return Cursor.decode(token, kind=ORDERS)
 
@@ -423,7 +715,7 @@ def _request(user_id: str, params: dict[str, Any]) -> Request:
 
 
 def _call(row: Row, request: Request) -> None:
-    from orders_bridge import selectors
+    from chat_service.commerce import selectors
 
     if row.call == "counts":
         selectors.orders_counts(user_id=request.user_id)
@@ -437,7 +729,7 @@ def _http(row: Row, request: Request, client: Any, tokens: dict[str, str]) -> No
     path = {"counts": "/api/orders/counts/", "disputes": "/api/disputes/"}.get(row.call, "/api/orders/")
     token = tokens.get(request.user_id)
     if token is None:
-        from chat_service.identity import token_mint
+        from chat_service.transport.identity import token_mint
 
         token = tokens[request.user_id] = token_mint(user_id=request.user_id, name=request.user_id, ttl_s=86_400)
     query = "?" + urlencode(request.query) if request.query and row.call == "search" else ""
@@ -480,12 +772,15 @@ def _measure(args: argparse.Namespace, meta: dict[str, Any]) -> None:
 
     t = time.monotonic()
     rows = _build_rows(meta, args)
-    print(f"prepared {sum(len(r.requests) for r in rows):,} requests in {len(rows)} rows "
-          f"({time.monotonic() - t:.0f} s)", flush=True)
-    added = tuple(importlib.import_module("orders_bridge.migrations.0003_order_search_indexes").POSTGRESQL)
+    print(
+        f"prepared {sum(len(r.requests) for r in rows):,} requests in {len(rows)} rows ({time.monotonic() - t:.0f} s)",
+        flush=True,
+    )
+    added = tuple(importlib.import_module("chat_service.commerce.migrations.0003_order_search_indexes").POSTGRESQL)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'orders_bridge_order' "
-                       "AND indexname NOT LIKE '%%pkey'")
+        cursor.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'orders_bridge_order' AND indexname NOT LIKE '%%pkey'"
+        )
         every_index = tuple(sorted({r[0] for r in cursor.fetchall()} | set(added)))
     sides: list[tuple[str, str, tuple[str, ...], int]] = [
         ("indexed", "search", (), args.requests),
@@ -500,16 +795,19 @@ def _measure(args: argparse.Namespace, meta: dict[str, Any]) -> None:
     t = time.monotonic()
     # Row by row, every side in turn: a burst of other work on the machine then hits
     # the sides of a row alike instead of one whole side.
-    with override_settings(ROOT_URLCONF="orders_bridge.api_urls"):
+    with override_settings(ROOT_URLCONF="chat_service.transport.http.order_urls"):
         for n, row in enumerate(rows, start=1):
             for side, how, drop, count in sides:
                 deadline = time.monotonic() + per_row * weights[side]
                 if how == "http":
+
                     def run(request: Request, row: Row = row) -> None:
                         _http(row, request, client, tokens)
                 else:
+
                     def run(request: Request, row: Row = row) -> None:
                         _call(row, request)
+
                 context = contextlib.contextmanager(_dropped)(drop) if drop else contextlib.nullcontext()
                 warm = 1 if drop == every_index else 3  # a scan of the whole table warms enough
                 with context:
@@ -526,10 +824,13 @@ def _pct(values: list[float], q: float) -> float:
 
 def _report(rows: list[Row], sides: list[str], meta: dict[str, Any]) -> None:
     print()
-    print(f"Order search, {meta['orders']:,} orders, PostgreSQL; latency of one page of 20 in ms "
-          f"(n = requests measured)")
-    head = f"{'scenario':<26} {'users':<8} | {'indexed p50':>11} {'p99':>6} {'max':>6} {'n':>4} | " \
-           f"{'http p50':>8} {'p99':>6} | {'before-0003 p50':>15} {'p99':>6} {'x p99':>6}"
+    print(
+        f"Order search, {meta['orders']:,} orders, PostgreSQL; latency of one page of 20 in ms (n = requests measured)"
+    )
+    head = (
+        f"{'scenario':<26} {'users':<8} | {'indexed p50':>11} {'p99':>6} {'max':>6} {'n':>4} | "
+        f"{'http p50':>8} {'p99':>6} | {'before-0003 p50':>15} {'p99':>6} {'x p99':>6}"
+    )
     if "no index" in sides:
         head += f" | {'no-index p50':>12} {'p99':>7} {'x p99':>6} {'n':>3}"
     print(head)
@@ -537,14 +838,18 @@ def _report(rows: list[Row], sides: list[str], meta: dict[str, Any]) -> None:
     for row in rows:
         r = row.results
         idx, http, pre = r.get("indexed", []), r.get("http", []), r.get("before 0003", [])
-        line = (f"{row.scenario:<26} {row.kind:<8} | {_pct(idx, .5):>11.2f} {_pct(idx, .99):>6.2f} "
-                f"{max(idx, default=float('nan')):>6.2f} {len(idx):>4} | {_pct(http, .5):>8.2f} "
-                f"{_pct(http, .99):>6.2f} | {_pct(pre, .5):>15.2f} {_pct(pre, .99):>6.2f} "
-                f"{_pct(pre, .99) / _pct(idx, .99):>5.1f}x")
+        line = (
+            f"{row.scenario:<26} {row.kind:<8} | {_pct(idx, 0.5):>11.2f} {_pct(idx, 0.99):>6.2f} "
+            f"{max(idx, default=float('nan')):>6.2f} {len(idx):>4} | {_pct(http, 0.5):>8.2f} "
+            f"{_pct(http, 0.99):>6.2f} | {_pct(pre, 0.5):>15.2f} {_pct(pre, 0.99):>6.2f} "
+            f"{_pct(pre, 0.99) / _pct(idx, 0.99):>5.1f}x"
+        )
         if "no index" in sides:
             naive = r.get("no index", [])
-            line += (f" | {_pct(naive, .5):>12.1f} {_pct(naive, .99):>7.1f} "
-                     f"{_pct(naive, .99) / _pct(idx, .99):>5.0f}x {len(naive):>3}")
+            line += (
+                f" | {_pct(naive, 0.5):>12.1f} {_pct(naive, 0.99):>7.1f} "
+                f"{_pct(naive, 0.99) / _pct(idx, 0.99):>5.0f}x {len(naive):>3}"
+            )
         print(line)
     print("-" * len(head))
     groups = {
@@ -555,12 +860,14 @@ def _report(rows: list[Row], sides: list[str], meta: dict[str, Any]) -> None:
     for side in sides:
         for name, group in groups.items():
             every = [v for row in group for v in row.results.get(side, [])]
-            print(f"filtered pages, {side:<11} {name:<22}: p50 {_pct(every, .5):7.2f}  p99 {_pct(every, .99):7.2f}  "
-                  f"max {max(every, default=float('nan')):7.2f}  (n = {len(every):,})")
+            print(
+                f"filtered pages, {side:<11} {name:<22}: p50 {_pct(every, 0.5):7.2f}  p99 {_pct(every, 0.99):7.2f}  "
+                f"max {max(every, default=float('nan')):7.2f}  (n = {len(every):,})"
+            )
     for name, group in groups.items():
         every = [v for row in group for v in row.results.get("indexed", [])]
-        verdict = "meets" if _pct(every, .99) <= 20 else "MISSES"
-        print(f"target p99 <= 20 ms per page (issue 7), {name}: {verdict} ({_pct(every, .99):.2f} ms, selector)")
+        verdict = "meets" if _pct(every, 0.99) <= 20 else "MISSES"
+        print(f"target p99 <= 20 ms per page (issue 7), {name}: {verdict} ({_pct(every, 0.99):.2f} ms, selector)")
     if meta.get("index_build_s"):
         print(f"migration 0003 on the loaded table: {meta['index_build_s']} s")
 
@@ -569,12 +876,19 @@ def _explain(meta: dict[str, Any], rng: random.Random) -> None:
     """Print the plans of a few typical queries (the first per-role query of a page)."""
     from django.db import connection
 
-    from orders_bridge.selectors import orders_search
+    from chat_service.commerce.selectors import orders_search
 
     user = meta["heavy_buyers"][0]
     facts = _samples(user, rng) or {}
-    for params in ({}, {"status": "awaiting_shipment"}, {"q": "xylophone"}, {"tracking": facts.get("tracking")},
-                   {"status": "unread"}, {"status": "disputes"}, {"supplier": "golden"}):
+    for params in (
+        {},
+        {"status": "awaiting_shipment"},
+        {"q": "xylophone"},
+        {"tracking": facts.get("tracking")},
+        {"status": "unread"},
+        {"status": "disputes"},
+        {"supplier": "golden"},
+    ):
         with connection.execute_wrapper(_explainer(params)):
             orders_search(user_id=user, limit=20, **params)
 

@@ -76,8 +76,24 @@ class Size:
     chat_reps: int = 3
     # Up to where the floor (or the load generator) gives out, so that a much faster service
     # still finds its knee on the ladder.
-    chat_rates: tuple[int, ...] = (25, 50, 100, 150, 200, 300, 400, 600, 800, 1_000, 1_500, 2_000, 3_000, 4_000,
-                                   6_000, 8_000)
+    chat_rates: tuple[int, ...] = (
+        25,
+        50,
+        100,
+        150,
+        200,
+        300,
+        400,
+        600,
+        800,
+        1_000,
+        1_500,
+        2_000,
+        3_000,
+        4_000,
+        6_000,
+        8_000,
+    )
     chat_step_s: float = 8.0
     watchers: tuple[int, ...] = (10, 100, 1_000)
     presence_cycles: int = 10
@@ -85,9 +101,17 @@ class Size:
 
 
 FULL = Size()
-QUICK = Size(idle_sockets=(1_000,), idle_hold_s=10.0, chat_sockets=(200, 400), chat_reps=1,
-             chat_rates=(50, 200, 500, 1_000), chat_step_s=5.0, watchers=(10, 100), presence_cycles=4,
-             storm_threads=200)
+QUICK = Size(
+    idle_sockets=(1_000,),
+    idle_hold_s=10.0,
+    chat_sockets=(200, 400),
+    chat_reps=1,
+    chat_rates=(50, 200, 500, 1_000),
+    chat_step_s=5.0,
+    watchers=(10, 100),
+    presence_cycles=4,
+    storm_threads=200,
+)
 
 
 @dataclass
@@ -151,21 +175,31 @@ class Bench:
 
         from django.utils import timezone
 
-        from chat_service.identity import token_mint
-        from chat_service.models import Thread
-        from orders_bridge.models import Order, OrderStatus
+        from chat_service.commerce.models import Order, OrderStatus
+        from chat_service.threads.models import Thread
+        from chat_service.transport.identity import token_mint
 
         at = timezone.now()
         orders = [
-            Order(order_id=f"{tag}{i:05d}", buyer_id=f"{tag}-b{i}", seller_id=f"{tag}-s{i}",
-                  supplier_name=f"Supplier {i}", item_title=f"Item {i}", properties={}, quantity=1,
-                  amount=Decimal("10.00"), currency="USD", status=OrderStatus.AWAITING_SHIPMENT,
-                  ordered_at=at - timedelta(minutes=i))
+            Order(
+                order_id=f"{tag}{i:05d}",
+                buyer_id=f"{tag}-b{i}",
+                seller_id=f"{tag}-s{i}",
+                supplier_name=f"Supplier {i}",
+                item_title=f"Item {i}",
+                properties={},
+                quantity=1,
+                amount=Decimal("10.00"),
+                currency="USD",
+                status=OrderStatus.AWAITING_SHIPMENT,
+                ordered_at=at - timedelta(minutes=i),
+            )
             for i in range(count)
         ]
         Order.objects.bulk_create(orders, batch_size=2000)
-        Thread.objects.bulk_create([Thread(order=o, buyer_id=o.buyer_id, seller_id=o.seller_id) for o in orders],
-                                   batch_size=2000)
+        Thread.objects.bulk_create(
+            [Thread(order=o, buyer_id=o.buyer_id, seller_id=o.seller_id) for o in orders], batch_size=2000
+        )
 
         def party(user_id: str) -> dict[str, str]:
             return {"user_id": user_id, "token": token_mint(user_id=user_id, name=user_id, ttl_s=TOKEN_TTL_S)}
@@ -174,14 +208,14 @@ class Bench:
 
     def threads_audit(self, streams: dict[str, Any]) -> tuple[StreamAudit, dict[str, int]]:
         """Every socket's stream against PostgreSQL; acknowledged vs stored messages."""
-        from chat_service.models import EventKind, Thread
+        from chat_service.threads.models import EventKind, Thread
 
         last = dict(Thread.objects.filter(pk__in=list(streams)).values_list("pk", "last_seq"))
         total = StreamAudit()
         for order_id, stream in streams.items():
             for seen in stream["seen"]:
                 total.add(audit_stream(seen, last[order_id]))
-        from chat_service.models import Event
+        from chat_service.threads.models import Event
 
         stored = Event.objects.filter(thread_id__in=list(streams), kind=EventKind.MESSAGE).count()
         acked = sum(s["acked"] for s in streams.values())
@@ -190,12 +224,13 @@ class Bench:
     def reset_threads(self, threads: list[dict[str, Any]]) -> None:
         """Empty the threads' logs and counters, so that the next S1 run on them starts as
         the first did (the audit compares each run's streams with seq 1..last_seq)."""
-        from chat_service.models import Event, Thread
+        from chat_service.threads.models import Event, Thread
 
         order_ids = [t["order_id"] for t in threads]
         Event.objects.filter(thread_id__in=order_ids).delete()
         Thread.objects.filter(pk__in=order_ids).update(
-            last_seq=0, buyer_unread=0, seller_unread=0, buyer_read_seq=0, seller_read_seq=0)
+            last_seq=0, buyer_unread=0, seller_unread=0, buyer_read_seq=0, seller_read_seq=0
+        )
 
     # --- running the load generator ---------------------------------------------------------
     def loadgen(self, stack: Stack, plan: dict[str, Any]) -> list[dict[str, Any]]:
@@ -207,8 +242,13 @@ class Bench:
             json.dump(plan, f)
             path = f.name
         events: list[dict[str, Any]] = []
-        process = subprocess.Popen([sys.executable, "-m", "bench.loadgen", path], cwd=ROOT, stdout=subprocess.PIPE,
-                                   env={**os.environ, "PYTHONPATH": str(ROOT)}, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.loadgen", path],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            text=True,
+        )
         starts: dict[str, Any] = {}
         profilers: list[subprocess.Popen[bytes]] = []
         try:
@@ -225,8 +265,10 @@ class Bench:
                     event["cpu"] = sample.cpu_since(start)
                     event["cpu_s"] = sample.cpu_seconds_since(start)
                     if event.get("delivered"):
-                        event["cpu_ms_per_message"] = {group: round(1000 * seconds / event["delivered"], 3)
-                                                       for group, seconds in event["cpu_s"].items()}
+                        event["cpu_ms_per_message"] = {
+                            group: round(1000 * seconds / event["delivered"], 3)
+                            for group, seconds in event["cpu_s"].items()
+                        }
                     event["rss"] = sample.rss
                     print(f"    {plan['side']:8} {_brief(event)}", flush=True)
                 elif event["event"] == "connected":
@@ -240,8 +282,12 @@ class Bench:
             _stop(profilers)
         if process.returncode != 0:
             raise RuntimeError(f"load generator exited with {process.returncode}")
-        self.raw.append({"plan": {k: v for k, v in plan.items() if k not in ("threads", "watchers")},
-                         "events": [{k: v for k, v in e.items() if k != "streams"} for e in events]})
+        self.raw.append(
+            {
+                "plan": {k: v for k, v in plan.items() if k not in ("threads", "watchers")},
+                "events": [{k: v for k, v in e.items() if k != "streams"} for e in events],
+            }
+        )
         return events
 
     def profile(self, stack: Stack, plan: dict[str, Any], window: str) -> list[subprocess.Popen[bytes]]:
@@ -251,9 +297,23 @@ class Bench:
             return []
         py_spy = Path(sys.executable).parent / "py-spy"
         return [
-            subprocess.Popen([str(py_spy), "record", "--nonblocking", "-p", str(pid), "-r", "100", "--format", "raw",
-                              "-o", str(stack.log_dir / f"profile-{plan['scenario']}-{window.replace(' ', '')}-{pid}.txt")],  # noqa: E501
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.Popen(
+                [
+                    str(py_spy),
+                    "record",
+                    "--nonblocking",
+                    "-p",
+                    str(pid),
+                    "-r",
+                    "100",
+                    "--format",
+                    "raw",
+                    "-o",
+                    str(stack.log_dir / f"profile-{plan['scenario']}-{window.replace(' ', '')}-{pid}.txt"),
+                ],  # noqa: E501
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             for pid in stack.group_pids("service") + stack.group_pids("worker")
         ]
 
@@ -270,23 +330,44 @@ class Bench:
             connect, hold, per_socket_kb = {}, {}, {}
             for side in SIDES:
                 before = stack.sample().rss[side]
-                events = self.loadgen(stack, {
-                    "scenario": "idle", "side": side, "urls": stack.ws_urls(side), "threads": threads,
-                    "sockets": sockets, "hold_s": self.size.idle_hold_s,
-                })
+                events = self.loadgen(
+                    stack,
+                    {
+                        "scenario": "idle",
+                        "side": side,
+                        "urls": stack.ws_urls(side),
+                        "threads": threads,
+                        "sockets": sockets,
+                        "hold_s": self.size.idle_hold_s,
+                    },
+                )
                 connect[side] = _window(events, "connect")
                 hold[side] = _window(events, "hold")
                 per_socket_kb[side] = round((hold[side]["rss"][side] - before) / sockets / 1024, 1)
             s = f"S0 idle {sockets} sockets, {processes}p"
             errors = "/".join(str(connect[side]["counters"]["handshake_errors"]) for side in SIDES)
             self.rows += [
-                Row(s, "connect rate", "sockets/s", {side: connect[side]["connect_rate"] for side in SIDES},
-                    "higher", _lg(connect) + [f"handshake errors {errors}"]),
+                Row(
+                    s,
+                    "connect rate",
+                    "sockets/s",
+                    {side: connect[side]["connect_rate"] for side in SIDES},
+                    "higher",
+                    _lg(connect) + [f"handshake errors {errors}"],
+                ),
                 Row(s, "server memory per socket", "KB", per_socket_kb),
-                Row(s, f"idle CPU over {self.size.idle_hold_s:.0f} s", "% of a core",
-                    {side: round(100 * hold[side]["cpu"][side], 1) for side in SIDES}),
-                Row(s, "sockets dropped while held", "sockets",
-                    {side: hold[side]["dropped"] + (sockets - hold[side]["connected"]) for side in SIDES}),
+                Row(
+                    s,
+                    f"idle CPU over {self.size.idle_hold_s:.0f} s",
+                    "% of a core",
+                    {side: round(100 * hold[side]["cpu"][side], 1) for side in SIDES},
+                ),
+                Row(
+                    s,
+                    "sockets dropped while held",
+                    "sockets",
+                    {side: hold[side]["dropped"] + (sockets - hold[side]["connected"]) for side in SIDES},
+                ),
             ]
 
     def s1_chat(self, stack: Stack, processes: int) -> None:
@@ -306,15 +387,23 @@ class Bench:
                 delivered = sum(w["delivered"] for w in service.windows.values())
                 worker_s = stack.sample().cpu_seconds_since(before)["worker"]
                 worker_per_rep.append(round(1000 * worker_s / delivered, 3) if delivered else None)
-            self.chat_rows(f"S1 chat {sockets} sockets, {processes}p, {self.size.chat_reps} reps", reps,
-                           worker_per_rep, processes)
+            self.chat_rows(
+                f"S1 chat {sockets} sockets, {processes}p, {self.size.chat_reps} reps", reps, worker_per_rep, processes
+            )
 
     def chat_rep(self, stack: Stack, side: str, threads: list[dict[str, Any]], rep: int) -> ChatRep:
         """One side through the rate steps once; the service's threads are emptied after."""
-        events = self.loadgen(stack, {
-            "scenario": "chat", "side": side, "urls": stack.ws_urls(side), "threads": threads,
-            "rates": list(self.size.chat_rates), "step_s": self.size.chat_step_s,
-        })
+        events = self.loadgen(
+            stack,
+            {
+                "scenario": "chat",
+                "side": side,
+                "urls": stack.ws_urls(side),
+                "threads": threads,
+                "rates": list(self.size.chat_rates),
+                "step_s": self.size.chat_step_s,
+            },
+        )
         done = events[-1]
         if "error" in done:
             raise RuntimeError(f"S1 {side}: {done['error']} {done['counters']}")
@@ -326,13 +415,15 @@ class Bench:
             audit, counts = _room_audit(done["streams"], threads), {}
         windows = {w["rate"]: w for w in events if w["event"] == "window_end"}
         knee, ended = _knee(windows)
-        self.raw[-1].update(sockets=2 * len(threads), rep=rep, audit={**audit.as_dict(), **counts},
-                            knee={"rate": knee, "ended": ended})
+        self.raw[-1].update(
+            sockets=2 * len(threads), rep=rep, audit={**audit.as_dict(), **counts}, knee={"rate": knee, "ended": ended}
+        )
         print(f"    {side:8} audit: {audit.as_dict()} {counts} knee={knee} ({ended})", flush=True)
         return ChatRep(windows, knee, ended, {**audit.as_dict(), **counts})
 
-    def chat_rows(self, s: str, reps: dict[str, list[ChatRep]], worker_per_rep: list[float | None],
-                  processes: int) -> None:
+    def chat_rows(
+        self, s: str, reps: dict[str, list[ChatRep]], worker_per_rep: list[float | None], processes: int
+    ) -> None:
         """S1's rows for one size: median knees and CPU per message, then every rate.
         ``worker_per_rep``: the worker's CPU (ms) per message the service delivered, over
         each whole rep."""
@@ -341,34 +432,85 @@ class Bench:
         for side in SIDES:
             for ended, meaning in (("lg-bound", "a load-generator-bound step"), ("top", "the last rate passing")):
                 if hits := sum(r.ended == ended for r in reps[side]):
-                    notes.append(f"{side}: {meaning} ended the search in {hits}/{count} reps "
-                                 "(its knee is at least that)")
+                    notes.append(
+                        f"{side}: {meaning} ended the search in {hits}/{count} reps (its knee is at least that)"
+                    )
         if processes > 1:
             notes.append("floor: both parties of a room on one process (by a hash of the room), no cross-process hop")
-        self.rows.append(Row(s, f"knee, median of reps (p99 <= {KNEE_P99_MS:.0f} ms, nothing undelivered)",
-                             "msg/s", {side: _median_knee([r.knee for r in reps[side]]) for side in SIDES},
-                             "higher", notes))
-        self.rows.append(Row(s, "daphne CPU per delivered message at/below the knee, median", "ms",
-                             {side: _median([r.cpu_ms_per_message(side) for r in reps[side]]) for side in SIDES}))
+        self.rows.append(
+            Row(
+                s,
+                f"knee, median of reps (p99 <= {KNEE_P99_MS:.0f} ms, nothing undelivered)",
+                "msg/s",
+                {side: _median_knee([r.knee for r in reps[side]]) for side in SIDES},
+                "higher",
+                notes,
+            )
+        )
+        self.rows.append(
+            Row(
+                s,
+                "daphne CPU per delivered message at/below the knee, median",
+                "ms",
+                {side: _median([r.cpu_ms_per_message(side) for r in reps[side]]) for side in SIDES},
+            )
+        )
         for group in ("worker", "redis", "postgres"):
-            self.rows.append(Row(s, f"{group} CPU per delivered message at/below the knee, median", "ms",
-                                 {side: _median([r.cpu_ms_per_message(group) for r in reps[side]])
-                                  for side in SIDES if group in SIDE_GROUPS[side]}))
+            self.rows.append(
+                Row(
+                    s,
+                    f"{group} CPU per delivered message at/below the knee, median",
+                    "ms",
+                    {
+                        side: _median([r.cpu_ms_per_message(group) for r in reps[side]])
+                        for side in SIDES
+                        if group in SIDE_GROUPS[side]
+                    },
+                )
+            )
         notes = ["digests are composed DIGEST_DELAY_S after a message, after the service's run: this counts them"]
         for side in REFERENCES:
             windows = [w for r in reps[side] for w in r.windows.values()]
             if busy := sum(w["cpu"].get("worker", 0.0) >= WORKER_BUSY_CORES for w in windows):
-                notes.append(f"the worker used >= {WORKER_BUSY_CORES} cores in {busy}/{len(windows)} of the "
-                             f"{side}'s windows (the service's deferred work competing with it)")
-        self.rows.append(Row(s, "worker CPU per delivered message over the whole rep, median", "ms",
-                             {"service": _median(worker_per_rep)}, notes=notes))
-        self.rows.append(Row(s, "CPU of all its processes per delivered message, median", "ms", {
-            side: _median([_sum_or_none(r.cpu_ms_per_message(g) for g in SIDE_GROUPS[side]) for r in reps[side]])
-            for side in SIDES}, notes=[f"{side}: {'+'.join(SIDE_GROUPS[side])}" for side in SIDES]))
-        self.rows.append(Row(s, "lost + duplicated + out of order, all reps", "messages",
-                             {side: sum(r.audit["lost"] + r.audit["duplicated"] + r.audit["out_of_order"]
-                                        for r in reps[side]) for side in SIDES},
-                             notes=[_service_audit(n, r.audit) for n, r in enumerate(reps["service"], 1)]))
+                notes.append(
+                    f"the worker used >= {WORKER_BUSY_CORES} cores in {busy}/{len(windows)} of the "
+                    f"{side}'s windows (the service's deferred work competing with it)"
+                )
+        self.rows.append(
+            Row(
+                s,
+                "worker CPU per delivered message over the whole rep, median",
+                "ms",
+                {"service": _median(worker_per_rep)},
+                notes=notes,
+            )
+        )
+        self.rows.append(
+            Row(
+                s,
+                "CPU of all its processes per delivered message, median",
+                "ms",
+                {
+                    side: _median(
+                        [_sum_or_none(r.cpu_ms_per_message(g) for g in SIDE_GROUPS[side]) for r in reps[side]]
+                    )
+                    for side in SIDES
+                },
+                notes=[f"{side}: {'+'.join(SIDE_GROUPS[side])}" for side in SIDES],
+            )
+        )
+        self.rows.append(
+            Row(
+                s,
+                "lost + duplicated + out of order, all reps",
+                "messages",
+                {
+                    side: sum(r.audit["lost"] + r.audit["duplicated"] + r.audit["out_of_order"] for r in reps[side])
+                    for side in SIDES
+                },
+                notes=[_service_audit(n, r.audit) for n, r in enumerate(reps["service"], 1)],
+            )
+        )
         self.chat_rate_rows(s, reps)
 
     def chat_rate_rows(self, s: str, reps: dict[str, list[ChatRep]]) -> None:
@@ -378,17 +520,40 @@ class Bench:
         for rate in rates:
             at_rate = {side: [r.windows[rate] for r in reps[side] if rate in r.windows] for side in SIDES}
             notes = [f"{side} reached it in {len(ws)}/{count} reps" for side, ws in at_rate.items() if len(ws) < count]
-            notes += [f"{side} LG-BOUND in {bound}/{len(ws)}" for side, ws in at_rate.items()
-                      if (bound := sum(bool(w.get("loadgen_bound")) for w in ws))]
+            notes += [
+                f"{side} LG-BOUND in {bound}/{len(ws)}"
+                for side, ws in at_rate.items()
+                if (bound := sum(bool(w.get("loadgen_bound")) for w in ws))
+            ]
             for stat in ("p50_ms", "p99_ms", "max_ms"):
-                self.rows.append(Row(s, f"{rate} msg/s latency {stat[:-3]}, median", "ms",
-                                     {side: _median([w[stat] for w in ws]) for side, ws in at_rate.items()},
-                                     notes=notes if stat == "p50_ms" else []))
-            self.rows.append(Row(s, f"{rate} msg/s daphne CPU, median", "cores",
-                                 {side: _median([w["cpu"][side] for w in ws]) for side, ws in at_rate.items()}))
-            self.rows.append(Row(s, f"{rate} msg/s daphne CPU per delivered message, median", "ms",
-                                 {side: _median([w.get("cpu_ms_per_message", {}).get(side) for w in ws])
-                                  for side, ws in at_rate.items()}))
+                self.rows.append(
+                    Row(
+                        s,
+                        f"{rate} msg/s latency {stat[:-3]}, median",
+                        "ms",
+                        {side: _median([w[stat] for w in ws]) for side, ws in at_rate.items()},
+                        notes=notes if stat == "p50_ms" else [],
+                    )
+                )
+            self.rows.append(
+                Row(
+                    s,
+                    f"{rate} msg/s daphne CPU, median",
+                    "cores",
+                    {side: _median([w["cpu"][side] for w in ws]) for side, ws in at_rate.items()},
+                )
+            )
+            self.rows.append(
+                Row(
+                    s,
+                    f"{rate} msg/s daphne CPU per delivered message, median",
+                    "ms",
+                    {
+                        side: _median([w.get("cpu_ms_per_message", {}).get(side) for w in ws])
+                        for side, ws in at_rate.items()
+                    },
+                )
+            )
 
     def s2_presence(self, stack: Stack, processes: int) -> None:
         for count in self.size.watchers:
@@ -397,16 +562,29 @@ class Bench:
             watchers = [t["buyer"] for t in threads]
             results = {}
             for side in ("service", "baseline"):
-                events = self.loadgen(stack, {
-                    "scenario": "presence", "side": side, "urls": stack.ws_urls(side), "seller": seller,
-                    "watchers": watchers, "cycles": self.size.presence_cycles,
-                })
+                events = self.loadgen(
+                    stack,
+                    {
+                        "scenario": "presence",
+                        "side": side,
+                        "urls": stack.ws_urls(side),
+                        "seller": seller,
+                        "watchers": watchers,
+                        "cycles": self.size.presence_cycles,
+                    },
+                )
                 results[side] = next(e for e in events if e["event"] == "window_end")
             s = f"S2 presence {count} watchers, {processes}p"
             for stat in ("p50_ms", "p99_ms", "max_ms"):
-                self.rows.append(Row(s, f"to last watcher {stat[:-3]}", "ms",
-                                     {side: window["all"][stat] for side, window in results.items()},
-                                     notes=_lg(results)))
+                self.rows.append(
+                    Row(
+                        s,
+                        f"to last watcher {stat[:-3]}",
+                        "ms",
+                        {side: window["all"][stat] for side, window in results.items()},
+                        notes=_lg(results),
+                    )
+                )
             missing = results["service"]["counters"]["error_replies"]
             if missing:
                 self.rows[-1].notes.append(f"service missing pushes {missing}")
@@ -415,10 +593,16 @@ class Bench:
         threads = self.seed_threads(self.size.storm_threads, f"R{processes}")
         results = {}
         for side in ("service", "baseline"):
-            events = self.loadgen(stack, {
-                "scenario": "storm", "side": side, "urls": stack.ws_urls(side), "threads": threads,
-                "jitter_s": 1.0,
-            })
+            events = self.loadgen(
+                stack,
+                {
+                    "scenario": "storm",
+                    "side": side,
+                    "urls": stack.ws_urls(side),
+                    "threads": threads,
+                    "jitter_s": 1.0,
+                },
+            )
             window = _window(events, "storm")
             if side == "service":
                 audit, counts = self.threads_audit(events[-1]["streams"])
@@ -429,13 +613,16 @@ class Bench:
         sv = results["service"]
         s = f"S3 storm {2 * self.size.storm_threads} sockets, {processes}p"
         self.rows += [
-            Row(s, "99% resynced", "s", {side: w["p99_resynced_s"] for side, w in results.items()},
-                notes=_lg(results)),
+            Row(s, "99% resynced", "s", {side: w["p99_resynced_s"] for side, w in results.items()}, notes=_lg(results)),
             Row(s, "all resynced", "s", {side: w["all_resynced_s"] for side, w in results.items()}),
             Row(s, "handshake errors", "count", {side: w["handshake_errors"] for side, w in results.items()}),
-            Row(s, "lost / duplicated / out of order after resync", "events",
+            Row(
+                s,
+                "lost / duplicated / out of order after resync",
+                "events",
                 {"service": sv["audit"]["lost"] + sv["audit"]["duplicated"] + sv["audit"]["out_of_order"]},
-                notes=[f"service {sv['audit']}", "baseline: no replay exists"]),
+                notes=[f"service {sv['audit']}", "baseline: no replay exists"],
+            ),
         ]
 
     # --- driver ---------------------------------------------------------------------------
@@ -447,12 +634,14 @@ class Bench:
             if not live:
                 break
             print(f"== {processes} process(es): {', '.join(live)}", flush=True)
-            stack = Stack(env_extra={
-                # The bench measures the path, not the abuse limits: a user here sends more
-                # than the per-user limit allows. The limiter still runs on every send.
-                "CHAT_SEND_RATE_COUNT": "1000000",
-                "CHAT_PRESENCE_GRACE_S": "0",
-            })
+            stack = Stack(
+                env_extra={
+                    # The bench measures the path, not the abuse limits: a user here sends more
+                    # than the per-user limit allows. The limiter still runs on every send.
+                    "CHAT_SEND_RATE_COUNT": "1000000",
+                    "CHAT_PRESENCE_GRACE_S": "0",
+                }
+            )
             if processes == self.args.processes[0]:
                 stack.configure_django()
             from django.db import connections
@@ -467,7 +656,8 @@ class Bench:
                 for name in live:
                     print(f"-- {name}", flush=True)
                     getattr(self, {"S0": "s0_idle", "S1": "s1_chat", "S2": "s2_presence", "S3": "s3_storm"}[name])(
-                        stack, processes)
+                        stack, processes
+                    )
             finally:
                 stack.stop()
         if "S4" in scenarios:
@@ -561,8 +751,10 @@ def _sum_or_none(values: Any) -> float | None:
 
 
 def _service_audit(rep: int, audit: dict[str, int]) -> str:
-    return (f"service rep {rep}: lost {audit['lost']}, duplicated {audit['duplicated']}, out of order "
-            f"{audit['out_of_order']}, acked {audit['acked']} / stored {audit['stored']}")
+    return (
+        f"service rep {rep}: lost {audit['lost']}, duplicated {audit['duplicated']}, out of order "
+        f"{audit['out_of_order']}, acked {audit['acked']} / stored {audit['stored']}"
+    )
 
 
 def _window(events: list[dict[str, Any]], name: str) -> dict[str, Any]:
@@ -571,8 +763,11 @@ def _window(events: list[dict[str, Any]], name: str) -> dict[str, Any]:
 
 def _lg(windows: dict[str, dict[str, Any]]) -> list[str]:
     """A note for each side whose window measured the load generator rather than the servers."""
-    return [f"{side} LG-BOUND (load generator {w['loadgen_cpu']:.2f} cores)"
-            for side, w in windows.items() if w.get("loadgen_bound")]
+    return [
+        f"{side} LG-BOUND (load generator {w['loadgen_cpu']:.2f} cores)"
+        for side, w in windows.items()
+        if w.get("loadgen_bound")
+    ]
 
 
 def _fmt(value: Any) -> str:
@@ -584,9 +779,24 @@ def _fmt(value: Any) -> str:
 
 
 def _brief(event: dict[str, Any]) -> str:
-    keys = ("name", "connect_rate", "connected", "dropped", "sent", "achieved_rate", "delivered", "p50_ms", "p99_ms",
-            "max_ms", "undelivered", "p99_resynced_s", "all_resynced_s", "handshake_errors", "loadgen_cpu",
-            "loadgen_bound")
+    keys = (
+        "name",
+        "connect_rate",
+        "connected",
+        "dropped",
+        "sent",
+        "achieved_rate",
+        "delivered",
+        "p50_ms",
+        "p99_ms",
+        "max_ms",
+        "undelivered",
+        "p99_resynced_s",
+        "all_resynced_s",
+        "handshake_errors",
+        "loadgen_cpu",
+        "loadgen_bound",
+    )
     parts = [f"{k}={event[k]}" for k in keys if k in event]
     if "all" in event:
         parts.append(f"to-last-watcher={event['all']}")
@@ -603,8 +813,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a first look")
     parser.add_argument("--idle-hold-s", type=float, default=None, help="S0 hold time (600 for the 10-minute target)")
     parser.add_argument("--idle-sockets", type=int, nargs="+", help="S0 socket counts (default 1000 5000 10000)")
-    parser.add_argument("--sockets", type=int, nargs="+",
-                        help="S1 socket counts, two per thread (default 1000 2000; --quick 200 400)")
+    parser.add_argument(
+        "--sockets", type=int, nargs="+", help="S1 socket counts, two per thread (default 1000 2000; --quick 200 400)"
+    )
     parser.add_argument("--reps", type=int, help="S1 runs per side and socket count (default 3; --quick 1)")
     parser.add_argument("--rates", type=int, nargs="+", help="S1 send rates to step through (msg/s)")
     parser.add_argument("--step-s", type=float, help="S1 seconds per rate step (default 8; --quick 5)")

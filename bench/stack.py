@@ -169,17 +169,19 @@ class Stack:
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
         env.update(SECRETS)
-        env.update({
-            "DJANGO_SETTINGS_MODULE": "chat_service.settings",
-            "DATABASE_URL": self.database_url,
-            "REDIS_URL": self.redis_url,
-            "REDIS_PREFIX": self.prefix,
-            "DEBUG": "0",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "PYTHONPATH": str(ROOT),
-            "PYTHONUNBUFFERED": "1",
-            "LOG_LEVEL": "WARNING",
-        })
+        env.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "chat_service.settings",
+                "DATABASE_URL": self.database_url,
+                "REDIS_URL": self.redis_url,
+                "REDIS_PREFIX": self.prefix,
+                "DEBUG": "0",
+                "ALLOWED_HOSTS": "127.0.0.1,localhost",
+                "PYTHONPATH": str(ROOT),
+                "PYTHONUNBUFFERED": "1",
+                "LOG_LEVEL": "WARNING",
+            }
+        )
         env.update(self.env_extra)
         env.update(extra)
         return env
@@ -205,16 +207,18 @@ class Stack:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{name}"')
-        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT,
-                       env=self.env(), check=True)
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=self.env(), check=True
+        )
 
     # --- processes -----------------------------------------------------------------------
     def _spawn(self, name: str, group: str, argv: list[str], env: dict[str, str], port: int | None) -> Process:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
         with open(log_path, "wb") as log:
-            popen = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT)
+            popen = subprocess.Popen(
+                argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
         process = Process(name, group, popen, log_path, port)
         self.processes.append(process)
         return process
@@ -305,8 +309,9 @@ class Stack:
     def group_pids(self, group: str) -> list[int]:
         return [p.popen.pid for p in self.processes if p.group == group and p.alive]
 
-    def wait_quiet(self, groups: tuple[str, ...], *, cores: float = 0.05, every_s: float = 0.5,
-                   timeout_s: float = 30.0) -> float | None:
+    def wait_quiet(
+        self, groups: tuple[str, ...], *, cores: float = 0.05, every_s: float = 0.5, timeout_s: float = 30.0
+    ) -> float | None:
         """Wait until ``groups`` together use less than ``cores`` over ``every_s``: a run's
         work goes on for a while after its load generator exits (its sockets are torn
         down, the worker drains its queue), and that CPU would land in the next run's

@@ -62,9 +62,11 @@ class ThreadPlan:
         return cls(data["order_id"], Party(**data["buyer"]), Party(**data["seller"]))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"order_id": self.order_id,
-                "buyer": {"user_id": self.buyer.user_id, "token": self.buyer.token},
-                "seller": {"user_id": self.seller.user_id, "token": self.seller.token}}
+        return {
+            "order_id": self.order_id,
+            "buyer": {"user_id": self.buyer.user_id, "token": self.buyer.token},
+            "seller": {"user_id": self.seller.user_id, "token": self.seller.token},
+        }
 
 
 @dataclass(slots=True)
@@ -171,8 +173,17 @@ class _Peer:
 class ServicePeer(_Peer):
     """One user's socket on one thread, with the widget's reconnect/rejoin/resend behaviour."""
 
-    def __init__(self, urls: list[str], party: Party, order_id: str, *, counters: Counters,
-                 latencies: Latencies, jitter_s: float = 1.0, heartbeat: bool = True) -> None:
+    def __init__(
+        self,
+        urls: list[str],
+        party: Party,
+        order_id: str,
+        *,
+        counters: Counters,
+        latencies: Latencies,
+        jitter_s: float = 1.0,
+        heartbeat: bool = True,
+    ) -> None:
         self.urls = urls
         self.party = party
         self.order_id = order_id
@@ -204,8 +215,12 @@ class ServicePeer(_Peer):
             url = self.urls[(self.connects + attempt) % len(self.urls)]
             try:
                 socket = await websockets.connect(
-                    with_token(url, self.party.token), origin=origin_of(url), open_timeout=OPEN_TIMEOUT_S,
-                    max_size=2**20, ping_interval=None, compression=None,
+                    with_token(url, self.party.token),
+                    origin=origin_of(url),
+                    open_timeout=OPEN_TIMEOUT_S,
+                    max_size=2**20,
+                    ping_interval=None,
+                    compression=None,
                 )
             except asyncio.CancelledError:
                 raise
@@ -260,8 +275,7 @@ class ServicePeer(_Peer):
                 socket.transport.abort()
 
     async def _first_frame(self, reader: asyncio.Task[None]) -> dict[str, Any]:
-        done, _ = await asyncio.wait({self._hello, reader}, timeout=OPEN_TIMEOUT_S,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({self._hello, reader}, timeout=OPEN_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
         if self._hello not in done:
             raise ConnectionError("no hello")
         return self._hello.result()
@@ -314,8 +328,9 @@ class ServicePeer(_Peer):
         return await asyncio.wait_for(future, ACK_TIMEOUT_S)
 
     # --- sending -------------------------------------------------------------------------
-    async def send(self, body: str = "", *, client_msg_id: str | None = None,
-                   give_up_after_s: float = 120.0) -> int | None:
+    async def send(
+        self, body: str = "", *, client_msg_id: str | None = None, give_up_after_s: float = 120.0
+    ) -> int | None:
         """Send one message; resend (same client_msg_id) across reconnects until it is
         acknowledged. Returns its seq, or None if not acknowledged within the bound."""
         message_id = client_msg_id or uuid.uuid4().hex
@@ -331,8 +346,13 @@ class ServicePeer(_Peer):
                 self.counters.resends += 1
             tries += 1
             try:
-                reply = await self._request(self._socket, "message.send", order_id=self.order_id,
-                                            body=body or message_id, client_msg_id=message_id)
+                reply = await self._request(
+                    self._socket,
+                    "message.send",
+                    order_id=self.order_id,
+                    body=body or message_id,
+                    client_msg_id=message_id,
+                )
             except (TimeoutError, ConnectionError, websockets.ConnectionClosed, OSError):
                 await asyncio.sleep(0.05)
                 continue
@@ -348,14 +368,14 @@ class ServicePeer(_Peer):
         return None
 
 
-
 class _RoomPeer(_Peer):
     """A socket of a room chat that relays ``{"message": "<user_id>:<id>"}`` frames (the
     baseline and the floor speak the same): no seq, no ack, no replay; it records the
     message ids it receives and sends. Subclasses choose the URL."""
 
-    def __init__(self, url: str, user_id: str, *, counters: Counters, latencies: Latencies,
-                 jitter_s: float = 1.0) -> None:
+    def __init__(
+        self, url: str, user_id: str, *, counters: Counters, latencies: Latencies, jitter_s: float = 1.0
+    ) -> None:
         self.url = url
         self.user_id = user_id
         self.counters = counters
@@ -378,8 +398,14 @@ class _RoomPeer(_Peer):
                 await self._backoff(attempt)
             first = False
             try:
-                socket = await websockets.connect(self.url, origin=origin_of(self.url), open_timeout=OPEN_TIMEOUT_S,
-                                                  max_size=2**20, ping_interval=None, compression=None)
+                socket = await websockets.connect(
+                    self.url,
+                    origin=origin_of(self.url),
+                    open_timeout=OPEN_TIMEOUT_S,
+                    max_size=2**20,
+                    ping_interval=None,
+                    compression=None,
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -422,10 +448,10 @@ class _RoomPeer(_Peer):
 class BaselinePeer(_RoomPeer):
     """A socket of the tutorial chat in room ``room``, on the server at ``base_url``."""
 
-    def __init__(self, base_url: str, room: str, user_id: str, *, counters: Counters,
-                 latencies: Latencies, jitter_s: float = 1.0) -> None:
-        super().__init__(f"{base_url}chat/{room}/", user_id, counters=counters, latencies=latencies,
-                         jitter_s=jitter_s)
+    def __init__(
+        self, base_url: str, room: str, user_id: str, *, counters: Counters, latencies: Latencies, jitter_s: float = 1.0
+    ) -> None:
+        super().__init__(f"{base_url}chat/{room}/", user_id, counters=counters, latencies=latencies, jitter_s=jitter_s)
 
 
 class FloorPeer(_RoomPeer):
@@ -435,8 +461,16 @@ class FloorPeer(_RoomPeer):
     server: the server is ``base_urls[crc32(room) % len(base_urls)]``, the same for every
     peer and every run given the same list."""
 
-    def __init__(self, base_urls: list[str], room: str, user_id: str, *, counters: Counters,
-                 latencies: Latencies, jitter_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        base_urls: list[str],
+        room: str,
+        user_id: str,
+        *,
+        counters: Counters,
+        latencies: Latencies,
+        jitter_s: float = 1.0,
+    ) -> None:
         base_url = base_urls[zlib.crc32(room.encode()) % len(base_urls)]
         super().__init__(f"{base_url}{room}/", user_id, counters=counters, latencies=latencies, jitter_s=jitter_s)
 
@@ -458,8 +492,12 @@ class StreamAudit:
         self.out_of_order += other.out_of_order
 
     def as_dict(self) -> dict[str, int]:
-        return {"expected": self.expected, "lost": self.lost, "duplicated": self.duplicated,
-                "out_of_order": self.out_of_order}
+        return {
+            "expected": self.expected,
+            "lost": self.lost,
+            "duplicated": self.duplicated,
+            "out_of_order": self.out_of_order,
+        }
 
 
 def audit_stream(seen: list[int], last_seq: int, *, first_seq: int = 1) -> StreamAudit:
@@ -479,8 +517,9 @@ def audit_stream(seen: list[int], last_seq: int, *, first_seq: int = 1) -> Strea
     return audit
 
 
-def audit_baseline(sent: dict[str, list[str]], received: dict[str, list[str]],
-                   audience: Callable[[str], list[str]]) -> StreamAudit:
+def audit_baseline(
+    sent: dict[str, list[str]], received: dict[str, list[str]], audience: Callable[[str], list[str]]
+) -> StreamAudit:
     """Baseline peers: every message a peer sent should reach each peer of ``audience``."""
     audit = StreamAudit()
     for sender, message_ids in sent.items():

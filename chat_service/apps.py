@@ -1,6 +1,9 @@
 from django.apps import AppConfig
 
 
-class ChatServiceConfig(AppConfig):
+class ChatSiteConfig(AppConfig):
+    """The wiring: management commands, static files and templates of the service's pages."""
+
     name = "chat_service"
-    verbose_name = "Order threads"
+    label = "chat_site"
+    verbose_name = "Chat service"

@@ -50,9 +50,9 @@ from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from chat_service.consumers import ChatConsumer  # noqa: E402
-from chat_service.embedded_worker import EmbeddedWorkerMiddleware  # noqa: E402
-from chat_service.identity import IdentityMiddleware  # noqa: E402
+from chat_service.machinery.embedded_worker import EmbeddedWorkerMiddleware  # noqa: E402
+from chat_service.transport.identity import IdentityMiddleware  # noqa: E402
+from chat_service.transport.socket.consumer import ChatConsumer  # noqa: E402
 
 
 def websocket_app():

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import websockets
+from websockets.typing import Origin
 
 Frame = dict[str, Any]
 
@@ -59,8 +60,9 @@ class ChatClient:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def connect(cls, url: str, token: str | None, *, origin: str | None = None,
-                      open_timeout: float = 10) -> AsyncIterator[ChatClient]:
+    async def connect(
+        cls, url: str, token: str | None, *, origin: str | None = None, open_timeout: float = 10
+    ) -> AsyncIterator[ChatClient]:
         client = await cls.open(url, token, origin=origin, open_timeout=open_timeout)
         try:
             yield client
@@ -68,14 +70,21 @@ class ChatClient:
             await client.close()
 
     @classmethod
-    async def open(cls, url: str, token: str | None, *, origin: str | None = None,
-                   open_timeout: float = 10, wait_hello: bool = True) -> ChatClient:
+    async def open(
+        cls,
+        url: str,
+        token: str | None,
+        *,
+        origin: str | None = None,
+        open_timeout: float = 10,
+        wait_hello: bool = True,
+    ) -> ChatClient:
         if token is not None:
             url = f"{url}{'&' if '?' in url else '?'}{urlencode({'token': token})}"
         if origin is None:
             parts = urlsplit(url)
             origin = f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
-        socket = await websockets.connect(url, origin=origin, open_timeout=open_timeout, max_size=2**20)
+        socket = await websockets.connect(url, origin=Origin(origin), open_timeout=open_timeout, max_size=2**20)
         client = cls(socket)
         client._reader = asyncio.get_running_loop().create_task(client._read())
         if wait_hello:
@@ -89,8 +98,9 @@ class ChatClient:
                 ref = frame.get("ref") if frame.get("type") == "reply" else None
                 order_id = self._sends.pop(ref, None) if ref is not None else None
                 if order_id in self.joined and frame.get("ok") and not frame["data"].get("duplicate"):
-                    self._frames.put_nowait({"type": "thread.event", "order_id": order_id,
-                                             "event": frame["data"]["event"], "own": True})
+                    self._frames.put_nowait(
+                        {"type": "thread.event", "order_id": order_id, "event": frame["data"]["event"], "own": True}
+                    )
                 future = self._pending.pop(ref, None) if ref is not None else None
                 if future is not None and not future.done():
                     future.set_result(frame)
@@ -132,16 +142,21 @@ class ChatClient:
             self._pending.pop(ref, None)
             self._sends.pop(ref, None)
 
-    async def send_message(self, order_id: str, body: str, *, client_msg_id: str | None = None,
-                           timeout: float = 10) -> dict[str, Any]:
+    async def send_message(
+        self, order_id: str, body: str, *, client_msg_id: str | None = None, timeout: float = 10
+    ) -> dict[str, Any]:
         data = await self.request(
-            "message.send", order_id=order_id, body=body,
-            client_msg_id=client_msg_id or uuid.uuid4().hex, timeout=timeout,
+            "message.send",
+            order_id=order_id,
+            body=body,
+            client_msg_id=client_msg_id or uuid.uuid4().hex,
+            timeout=timeout,
         )
         return data["event"]
 
-    async def next_frame(self, frame_type: str | None = None, *, timeout: float = 10,
-                         where: Callable[[Frame], bool] | None = None) -> Frame:
+    async def next_frame(
+        self, frame_type: str | None = None, *, timeout: float = 10, where: Callable[[Frame], bool] | None = None
+    ) -> Frame:
         """The next pushed frame (of ``frame_type``, matching ``where``); others are skipped."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

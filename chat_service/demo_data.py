@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from orders_bridge.models import OrderStatus
+from chat_service.commerce.models import OrderStatus
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 It turns what a service stored into *publications*: per topic one envelope that carries
 the frame's JSON text, encoded here once, and the few facts each receiving socket needs
-to decide without decoding the frame (chat_service.broadcast delivers them). One event
+to decide without decoding the frame (chat_service.machinery.broadcast delivers them). One event
 is at most one publication to its thread plus one to each recipient whose counts
 changed; never one per frame kind.
 
@@ -37,15 +37,26 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from django.db import transaction
 
-from chat_service import broadcast, protocol
-from chat_service.broadcast import Publication, presence_topic, thread_topic, user_topic
-from chat_service.notifications import texts
+from chat_service.machinery import broadcast
+from chat_service.machinery.broadcast import Publication, presence_topic, thread_topic, user_topic
+from chat_service.protocol import frames
 
 if TYPE_CHECKING:
-    from chat_service.services import Appended
+    from chat_service.threads.services import Appended
 
-__all__ = ["Publication", "appended", "collecting", "event_to_thread", "json_text", "mute_changed",
-           "presence_changed", "publish", "publish_on_commit", "read_moved", "typing"]
+__all__ = [
+    "Publication",
+    "appended",
+    "collecting",
+    "event_to_thread",
+    "json_text",
+    "mute_changed",
+    "presence_changed",
+    "publish",
+    "publish_on_commit",
+    "read_moved",
+    "typing",
+]
 
 _collector: ContextVar[list[Publication] | None] = ContextVar("fanout_collector", default=None)
 
@@ -68,52 +79,88 @@ def appended(stored: Appended) -> list[Publication]:
     order_id = event.thread_id
     publications = [event_to_thread(event)]
     if stored.recipients:
-        note = texts.for_event(event_kind=event.kind, author_role=event.author_role, body=event.body,
-                               data=event.data, order=stored.order)
+        note = stored.note()
         for recipient in stored.recipients:
             counts = {"unread": recipient.unread, "unread_total": recipient.unread_total}
-            notification = protocol.notification(kind=note.kind, order_id=order_id, title=note.title,
-                                                 body=note.body, event_seq=event.seq, **counts)
-            publications.append(_envelope(
-                user_topic(recipient.user_id), k="unread", o=order_id, d=True,
-                f=protocol.encode(protocol.unread_updated(order_id, **counts)),
-                n=protocol.encode(notification),
-            ))
+            notification = frames.notification(
+                kind=note.kind, order_id=order_id, title=note.title, body=note.body, event_seq=event.seq, **counts
+            )
+            publications.append(
+                _envelope(
+                    user_topic(recipient.user_id),
+                    k="unread",
+                    o=order_id,
+                    d=True,
+                    f=frames.encode(frames.unread_updated(order_id, **counts)),
+                    n=frames.encode(notification),
+                )
+            )
     return publications
 
 
 def event_to_thread(event: Any) -> Publication:
     """A stored event for the sockets that have its thread open."""
     order_id = event.thread_id
-    wire = orjson.Fragment(orjson.dumps(protocol.event_wire(event)))
-    return _envelope(thread_topic(order_id), k="event", o=order_id, s=event.seq,
-                     f=protocol.encode(protocol.thread_event(order_id, wire)))
+    wire = orjson.Fragment(orjson.dumps(frames.event_wire(event)))
+    return _envelope(
+        thread_topic(order_id), k="event", o=order_id, s=event.seq, f=frames.encode(frames.thread_event(order_id, wire))
+    )
 
 
-def read_moved(*, order_id: str, user_id: str, seq: int, unread: int, unread_total: int,
-               origin: str | None) -> list[Publication]:
+def read_moved(
+    *, order_id: str, user_id: str, seq: int, unread: int, unread_total: int, origin: str | None
+) -> list[Publication]:
     """A reader's marker moved: the other party's "seen", and the reader's other sockets' counts."""
     return [
-        _envelope(thread_topic(order_id), k="read", o=order_id, x=origin,
-                  f=protocol.encode(protocol.read_updated(order_id, user_id, seq))),
-        _envelope(user_topic(user_id), k="unread", o=order_id, d=False, x=origin, n=None,
-                  f=protocol.encode(protocol.unread_updated(order_id, unread, unread_total))),
+        _envelope(
+            thread_topic(order_id),
+            k="read",
+            o=order_id,
+            x=origin,
+            f=frames.encode(frames.read_updated(order_id, user_id, seq)),
+        ),
+        _envelope(
+            user_topic(user_id),
+            k="unread",
+            o=order_id,
+            d=False,
+            x=origin,
+            n=None,
+            f=frames.encode(frames.unread_updated(order_id, unread, unread_total)),
+        ),
     ]
 
 
 def typing(*, order_id: str, user_id: str) -> list[Publication]:
-    return [_envelope(thread_topic(order_id), k="typing", o=order_id, u=user_id,
-                      f=protocol.encode(protocol.typing_started(order_id, user_id)))]
+    return [
+        _envelope(
+            thread_topic(order_id),
+            k="typing",
+            o=order_id,
+            u=user_id,
+            f=frames.encode(frames.typing_started(order_id, user_id)),
+        )
+    ]
 
 
 def mute_changed(*, user_id: str, order_id: str, muted: bool) -> list[Publication]:
-    return [_envelope(user_topic(user_id), k="mute", o=order_id, m=muted,
-                      f=protocol.encode(protocol.mute_updated(order_id, muted)))]
+    return [
+        _envelope(
+            user_topic(user_id), k="mute", o=order_id, m=muted, f=frames.encode(frames.mute_updated(order_id, muted))
+        )
+    ]
 
 
 def presence_changed(*, seller_id: str, version: int, wire: dict[str, Any]) -> list[Publication]:
-    return [_envelope(presence_topic(seller_id), k="presence", p=seller_id, v=version,
-                      f=protocol.encode(protocol.presence_changed(seller_id, wire)))]
+    return [
+        _envelope(
+            presence_topic(seller_id),
+            k="presence",
+            p=seller_id,
+            v=version,
+            f=frames.encode(frames.presence_changed(seller_id, wire)),
+        )
+    ]
 
 
 # --- sending -----------------------------------------------------------------------------------

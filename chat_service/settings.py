@@ -1,7 +1,7 @@
 """Settings, driven by environment variables (see docs/operations.md).
 
 With nothing configured the service runs on an embedded default: a SQLite file, the
-in-memory channel layer, one process, DEBUG on. As soon as DATABASE_URL or REDIS_URL is
+in-memory broker, one process, DEBUG on. As soon as DATABASE_URL or REDIS_URL is
 set the deployment is treated as real: DEBUG defaults to off, and the process refuses to
 start while DEBUG is off and a secret still has its development default.
 """
@@ -10,18 +10,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from chat_service.env import (
-    ConfigError,
-    database_from_url,
-    env_bool,
-    env_float,
-    env_int,
-    env_list,
-    env_str,
-)
+from chat_service.machinery.env import ConfigError, database_from_url, env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")) or "")
@@ -41,7 +34,7 @@ SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY) or _DEV_SECRET_KEY
 CHAT_TOKEN_SECRET = env_str("CHAT_TOKEN_SECRET", _DEV_TOKEN_SECRET) or _DEV_TOKEN_SECRET
 # The order system's shared secret: signs webhooks in and requests out (orders_bridge).
 # BRIDGE_SECRET_PREVIOUS is also accepted on webhooks while the secret is rotated.
-BRIDGE = {
+BRIDGE: dict[str, Any] = {
     "SECRET": env_str("BRIDGE_SECRET", _DEV_BRIDGE_SECRET) or _DEV_BRIDGE_SECRET,
     "SECRET_PREVIOUS": env_str("BRIDGE_SECRET_PREVIOUS"),
     "WINDOW_S": env_int("BRIDGE_WINDOW_S", 300, minimum=1),
@@ -68,9 +61,9 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 # marketplace pages that embed the widget: "https://shop.example.com".
 WS_ALLOWED_ORIGINS = env_list("WS_ALLOWED_ORIGINS", [])
 CSRF_TRUSTED_ORIGINS = [o for o in WS_ALLOWED_ORIGINS if "://" in o]
-# The same origins may call the JSON API cross-origin with a bearer token (chat_service.api).
+# The same origins may call the JSON API cross-origin with a bearer token (chat_service.transport.http.api).
 CORS_ALLOWED_ORIGINS = CSRF_TRUSTED_ORIGINS
-# The demo's pick-a-user login page (chat_service.pages); never for real marketplaces.
+# The demo's pick-a-user login page (chat_service.transport.http.pages); never for real marketplaces.
 DEMO_LOGIN = env_bool("CHAT_DEMO_LOGIN", DEBUG)
 
 INSTALLED_APPS = [
@@ -82,10 +75,16 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
-    "orders_bridge",
+    # wiring (commands, static files, templates)
     "chat_service",
+    # domains
+    "chat_service.threads",
+    "chat_service.threads.notifications",
+    "chat_service.commerce",
     "presence",
-    "chat_service.notifications",
+    # adapters
+    "orders_bridge",
+    "chat_service.notification_channels",
 ]
 
 MIDDLEWARE = [
@@ -136,7 +135,7 @@ _db["TEST"] = {"NAME": env_str("DATABASE_TEST_NAME", f"test_{_db['NAME']}".repla
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Broadcast (chat_service.broadcast) ---------------------------------------------------------
+# --- Broadcast (chat_service.machinery.broadcast) ---------------------------------------------------------
 REDIS_PREFIX = env_str("REDIS_PREFIX", "chat") or "chat"
 REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 2000, minimum=10)
 # The Redis connection options of the broker (redis-py keyword arguments, in the host
@@ -159,7 +158,7 @@ _BROADCAST_HOST = {
 BROADCAST = {"HOSTS": [_BROADCAST_HOST] if REDIS_URL else []}
 
 # --- Chat behaviour ---------------------------------------------------------------------
-CHAT = {
+CHAT: dict[str, Any] = {
     "HEARTBEAT_S": env_int("CHAT_HEARTBEAT_S", 25, minimum=1),
     "MAX_BODY_CHARS": env_int("CHAT_MAX_BODY_CHARS", 4000, minimum=1),
     "MAX_FRAME_BYTES": env_int("CHAT_MAX_FRAME_BYTES", 65536, minimum=1024),
@@ -178,7 +177,7 @@ CHAT = {
     "CONNECTION_TTL_S": env_int("CHAT_CONNECTION_TTL_S", 45, minimum=5),
     "SUPERVISOR_TICK_S": env_float("CHAT_SUPERVISOR_TICK_S", 5.0, minimum=0.05),
     # How often each process checks that its sockets are not behind their joined threads
-    # (the channel layer may drop the last events of a burst; see Supervisor._sync_threads).
+    # (pub/sub may drop the last events of a burst; see Supervisor._sync_threads).
     "SYNC_S": env_float("CHAT_SYNC_S", 5.0, minimum=0.05),
     # Seller presence (presence/): a seller goes grey only after this long without any
     # connection, so a page reload pushes nothing.
@@ -191,7 +190,7 @@ CHAT = {
     "PRESENCE_CACHE_S": env_int("CHAT_PRESENCE_CACHE_S", 600, minimum=0),
     # Seller ids one socket may be subscribed to at once (pages add up until unsubscribed).
     "PRESENCE_MAX_SUBSCRIPTIONS": env_int("CHAT_PRESENCE_MAX_SUBSCRIPTIONS", 1000, minimum=200),
-    # PostgreSQL connections of each web process's hot path (chat_service.pgpool): every
+    # PostgreSQL connections of each web process's hot path (chat_service.machinery.pgpool): every
     # message, join, connect runs one statement on one of them. Size max_connections for
     # processes x (DB_POOL_SIZE + 2) (the ORM's thread and the HTTP requests' own).
     "DB_POOL_SIZE": env_int("CHAT_DB_POOL_SIZE", 4, minimum=1),
@@ -208,6 +207,18 @@ USE_TZ = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = not DEBUG and env_bool("SESSION_COOKIE_SECURE", True)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# TLS ends at the proxy in front of Daphne (the Procfile runs it with --proxy-headers), which
+# says so in X-Forwarded-Proto. A deployment that serves only HTTPS sets the redirect and
+# HSTS here (docs/operations.md; `manage.py check --deploy` in CI runs with them). Off by
+# default: the demo, the tests and the bench speak plain HTTP on loopback.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # the load balancer's check speaks plain HTTP
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = False
+# Preloading is the domain owner's choice for the whole domain, and near irreversible.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 LOGGING = {
     "version": 1,
@@ -224,15 +235,15 @@ LOGGING = {
 }
 
 # --- Orders bridge (orders_bridge/) -----------------------------------------------------------
-ORDERS = {
+ORDERS: dict[str, Any] = {
     # A buyer may open a dispute this long after the order completed (unless feedback was left).
     "DISPUTE_PROTECTION_DAYS": env_int("ORDERS_DISPUTE_PROTECTION_DAYS", 15, minimum=0),
     # The seller must answer an open dispute within this; then the worker escalates it.
     "DISPUTE_RESPONSE_DAYS": env_int("ORDERS_DISPUTE_RESPONSE_DAYS", 5, minimum=1),
 }
 
-# --- Notifications (chat_service/notifications/) -----------------------------------------------
-NOTIFY = {
+# --- Notifications (chat_service/threads/notifications/) -----------------------------------------------
+NOTIFY: dict[str, Any] = {
     # The marketplace's push service; unset: no push channel (e-mail only).
     "WEBHOOK_URL": env_str("NOTIFY_WEBHOOK_URL"),
     # Signs the push webhook (X-Bridge-Signature); unset: BRIDGE_SECRET.

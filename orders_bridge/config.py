@@ -13,8 +13,8 @@ from typing import Any
 
 from django.conf import settings
 
-from chat_service.env import ConfigError, env_float, env_int, env_str
-from orders_bridge.signatures import DEFAULT_WINDOW_S
+from chat_service.machinery.env import ConfigError, env_float, env_int, env_str
+from chat_service.machinery.signatures import DEFAULT_WINDOW_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +73,7 @@ def outbox_config() -> OutboxConfig:
     timeout_s = env_float("ORDER_SYSTEM_TIMEOUT_S", 5.0, minimum=0.1)
     lease_s = env_float("ORDERS_OUTBOX_LEASE_S", 60.0, minimum=0.5)
     if lease_s <= timeout_s:
-        raise ConfigError(
-            f"ORDERS_OUTBOX_LEASE_S ({lease_s}) must be longer than ORDER_SYSTEM_TIMEOUT_S ({timeout_s})"
-        )
+        raise ConfigError(f"ORDERS_OUTBOX_LEASE_S ({lease_s}) must be longer than ORDER_SYSTEM_TIMEOUT_S ({timeout_s})")
     base_s = env_float("ORDERS_OUTBOX_BACKOFF_BASE_S", 1.0, minimum=0.001)
     return OutboxConfig(
         order_system_url=url,

@@ -1,4 +1,4 @@
-"""The orders bridge's worker jobs, registered with chat_service.worker when the worker
+"""The orders bridge's worker jobs, registered with chat_service.machinery.worker when the worker
 imports this module (``worker.autodiscover``).
 
 * ``orders.outbox_deliver`` (every 1 s): delivers due outbox rows to the order system
@@ -19,11 +19,11 @@ from __future__ import annotations
 import logging
 import time
 
-from chat_service.worker import Job, register
+from chat_service.commerce.services.disputes import disputes_escalate_overdue
+from chat_service.commerce.services.offers import offers_expire_due
+from chat_service.machinery.worker import Job, register
 from orders_bridge.config import outbox_config
 from orders_bridge.delivery import outbox_deliver_due, transport_from_settings
-from orders_bridge.services.disputes import disputes_escalate_overdue
-from orders_bridge.services.offers import offers_expire_due
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,13 @@ def outbox_deliver() -> None:
     while True:
         counts = outbox_deliver_due(transport=transport, batch=config.batch, config=config)
         if counts.claimed:
-            log.info("outbox pass delivered=%s retrying=%s failed=%s superseded=%s",
-                     counts.delivered, counts.retrying, counts.failed, counts.superseded)
+            log.info(
+                "outbox pass delivered=%s retrying=%s failed=%s superseded=%s",
+                counts.delivered,
+                counts.retrying,
+                counts.failed,
+                counts.superseded,
+            )
         if counts.claimed < config.batch or time.monotonic() >= deadline:
             return
 

@@ -27,12 +27,12 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from chat_service.models import Role, Thread
-from orders_bridge.models import InboxEvent, Order, OrderStatus, OutboxMessage
-from orders_bridge.services.access import order_locked_by_system
-from orders_bridge.services.orders import order_event
+from chat_service.commerce.models import InboxEvent, Order, OrderStatus, OutboxMessage
+from chat_service.commerce.services.access import order_locked_by_system
+from chat_service.commerce.services.orders import order_event
+from chat_service.protocol.commerce import money
+from chat_service.threads.models import Role, Thread
 from orders_bridge.transport import DeliveryResult
-from orders_bridge.wire import money
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,7 @@ class LocalOrderSystem:
             self._apply_price(message)
         except (Order.DoesNotExist, Thread.DoesNotExist):
             # What a real order system answers with a 404: retrying will not help.
-            return DeliveryResult(accepted=False, retryable=False,
-                                  error=f"order {message.order_id} does not exist")
+            return DeliveryResult(accepted=False, retryable=False, error=f"order {message.order_id} does not exist")
         return DeliveryResult.ok()
 
     def _apply_price(self, message: OutboxMessage) -> None:
@@ -67,17 +66,26 @@ class LocalOrderSystem:
             price = Decimal(message.payload["price"])
             if order.status != OrderStatus.AWAITING_PAYMENT:
                 outcome = "stale"
-                order_event(thread=thread, order=order, change="price_change_refused", author_id=None,
-                            author_role=Role.SYSTEM,
-                            body=f"The price was not changed to {money(price)} {order.currency}: "
-                                 "the order no longer awaits payment.")
+                order_event(
+                    thread=thread,
+                    order=order,
+                    change="price_change_refused",
+                    author_id=None,
+                    author_role=Role.SYSTEM,
+                    body=f"The price was not changed to {money(price)} {order.currency}: "
+                    "the order no longer awaits payment.",
+                )
             else:
                 outcome = "applied"
                 previous = order.amount
                 order.amount, order.version = price, order.version + 1
                 order.save(update_fields=["amount", "version", "updated_at"])
-                order_event(thread=thread, order=order, change="price_changed", author_id=None,
-                            author_role=Role.SYSTEM,
-                            body=f"Price changed to {money(price)} {order.currency} "
-                                 f"(was {money(previous)} {order.currency}).")
+                order_event(
+                    thread=thread,
+                    order=order,
+                    change="price_changed",
+                    author_id=None,
+                    author_role=Role.SYSTEM,
+                    body=f"Price changed to {money(price)} {order.currency} (was {money(previous)} {order.currency}).",
+                )
             InboxEvent.objects.create(event_id=event_id, type=message.action, order_id=order.pk, outcome=outcome)

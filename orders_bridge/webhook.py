@@ -2,7 +2,7 @@
 
 Transport only: read the raw body, check its signature, parse it, call ONE service
 (``order_sync``) and frame the answer. Authentication is the signature, not a user, so
-this is a plain view rather than a chat_service.api.json_endpoint; refusals use the same
+this is a plain view rather than a chat_service.transport.http.api.json_endpoint; refusals use the same
 JSON error body ``{"error": {"code", "message", ...}}``.
 
     413 too_large       body above MAX_BODY_BYTES (checked before anything is parsed)
@@ -29,11 +29,11 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from chat_service.api import error_response
-from chat_service.errors import BadRequest, ChatError, Internal, TooLarge, Unauthorized
+from chat_service.commerce.services.sync import order_sync
+from chat_service.machinery.signatures import HEADER, SignatureError, SignatureFailure, verify
+from chat_service.protocol.errors import BadRequest, ChatError, Internal, TooLarge, Unauthorized
+from chat_service.transport.http.api import error_response
 from orders_bridge.config import bridge_config
-from orders_bridge.services.sync import order_sync
-from orders_bridge.signatures import HEADER, SignatureError, SignatureFailure, verify
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,7 @@ _UNAUTHORIZED = {
 @csrf_exempt
 def bridge_events(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
-        response = JsonResponse(
-            {"error": {"code": "method_not_allowed", "message": "Use POST."}}, status=405)
+        response = JsonResponse({"error": {"code": "method_not_allowed", "message": "Use POST."}}, status=405)
         response["Allow"] = "POST"
         return response
     event_id: str | None = None
@@ -62,8 +61,7 @@ def bridge_events(request: HttpRequest) -> HttpResponse:
         raw = _read_body(request)
         config = bridge_config()
         try:
-            verify(request.headers.get(HEADER), raw, config.accepted_secrets, now=time.time(),
-                   window_s=config.window_s)
+            verify(request.headers.get(HEADER), raw, config.accepted_secrets, now=time.time(), window_s=config.window_s)
         except SignatureError as exc:
             log.warning("bridge event refused: signature %s", exc.reason.value)
             raise Unauthorized(_UNAUTHORIZED[exc.reason]) from None
@@ -74,8 +72,7 @@ def bridge_events(request: HttpRequest) -> HttpResponse:
         outcome = order_sync(event_id=event_id, event_type=event_type, order=order, extra=extra)
     except ChatError as exc:
         if event_id is not None:
-            log.info("bridge event %s refused: %s %s", event_id, exc.code,
-                     exc.details.get("field", ""))
+            log.info("bridge event %s refused: %s %s", event_id, exc.code, exc.details.get("field", ""))
         return error_response(exc)
     except Exception:  # noqa: BLE001 - a bug is logged, never shown
         log.exception("bridge event %s failed", event_id)
@@ -113,8 +110,7 @@ def _json_object(raw: bytes) -> dict[str, Any]:
 def _event_fields(body: dict[str, Any]) -> tuple[str, str]:
     event_id = body.get("event_id")
     if not isinstance(event_id, str) or not _EVENT_ID_RE.fullmatch(event_id):
-        raise BadRequest(f"event_id must be 1-{EVENT_ID_MAX_CHARS} visible ASCII characters.",
-                         field="event_id")
+        raise BadRequest(f"event_id must be 1-{EVENT_ID_MAX_CHARS} visible ASCII characters.", field="event_id")
     event_type = body.get("type")
     if not isinstance(event_type, str) or not 1 <= len(event_type) <= TYPE_MAX_CHARS:
         raise BadRequest("type is required.", field="type")

@@ -27,8 +27,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
-from chat_service.models import Event, EventKind, Role
-from orders_bridge.models import Order
+from chat_service.commerce.models import Order
+from chat_service.threads.models import Event, EventKind, Role
 
 REPLY_WINDOW = timedelta(days=30)
 # Bounds the rows one cache miss reads; past it the page's threads are sampled in id order.
@@ -67,7 +67,7 @@ def typical_reply_seconds(*, seller_ids: Iterable[str]) -> dict[str, int | None]
         if value is _MISSING:
             missing.append(seller_id)
         else:
-            result[seller_id] = value  # type: ignore[assignment]
+            result[seller_id] = value
     if missing:
         fresh = _reply_medians(missing, since=timezone.now() - REPLY_WINDOW)
         # None is cached too (as such): a seller without replies costs no query either.

@@ -1,6 +1,6 @@
 """Seller presence: the transitions, the snapshot and the presence.changed pushes.
 
-The state lives in the presence store (``presence.store``); this module turns the
+The state lives in the presence store (``chat_service.machinery.presence_store``); this module turns the
 store's transitions into pushes and its states into the wire shape. Callers:
 
 * ``ChatConsumer`` on connect (``presence_connection_open``) and on disconnect
@@ -36,10 +36,11 @@ from typing import Any
 
 from django.conf import settings
 
-from chat_service import fanout, protocol
-from chat_service.db import db_call
+from chat_service import fanout
+from chat_service.machinery.db import db_call
+from chat_service.machinery.presence_store import Closed, PresenceState, get_presence_store
+from chat_service.protocol import frames
 from presence import selectors
-from presence.store import Closed, PresenceState, get_presence_store
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,9 @@ class SellerPresence:
     typical_reply_s: int | None
     visible: bool  # False: not a seller; the state says nothing about them
 
-    def as_wire(self) -> dict[str, Any]:
-        return {**protocol.presence_wire(online=self.state.online, last_seen=_moment(self.state.last_seen_ms)),
-                "typical_reply_s": self.typical_reply_s}
+    @property
+    def last_seen(self) -> datetime | None:
+        return _moment(self.state.last_seen_ms)
 
 
 def _moment(ms: int | None) -> datetime | None:
@@ -133,9 +134,7 @@ async def presence_snapshot(*, seller_ids: list[str], visible: set[str] | None =
         current.update({i: state for i, (state, _) in (await store.presence_get(stale)).items()})
     replies = await db_call(selectors.typical_reply_seconds, seller_ids=shown) if shown else {}
     return [
-        SellerPresence(i, current[i], replies.get(i), True)
-        if i in visible
-        else SellerPresence(i, _HIDDEN, None, False)
+        SellerPresence(i, current[i], replies.get(i), True) if i in visible else SellerPresence(i, _HIDDEN, None, False)
         for i in seller_ids
     ]
 
@@ -146,7 +145,7 @@ async def _publish(user_id: str, state: PresenceState) -> None:
     nobody; the typical reply time stays with the snapshot (it changes over days, and
     reading it per transition made every first connect of a user a database query)."""
     try:
-        wire = protocol.presence_wire(online=state.online, last_seen=_moment(state.last_seen_ms))
+        wire = frames.presence_wire(online=state.online, last_seen=_moment(state.last_seen_ms))
         await fanout.publish(fanout.presence_changed(seller_id=user_id, version=state.version, wire=wire))
     except Exception:  # noqa: BLE001 - see the module docstring
         log.exception("presence push failed user=%s online=%s", user_id, state.online)

@@ -19,8 +19,14 @@ def pytest_sessionstart(session):
     if db["ENGINE"] != "django.db.backends.postgresql":
         return
     try:
-        conn = psycopg.connect(host=db["HOST"] or None, port=db["PORT"] or None, user=db["USER"] or None,
-                               password=db["PASSWORD"] or None, dbname="postgres", autocommit=True)
+        conn = psycopg.connect(
+            host=db["HOST"] or None,
+            port=db["PORT"] or None,
+            user=db["USER"] or None,
+            password=db["PASSWORD"] or None,
+            dbname="postgres",
+            autocommit=True,
+        )
     except psycopg.Error:
         return  # the run itself will report an unreachable database
     with conn:
@@ -55,7 +61,7 @@ def _close_loop_resources(request):
 @pytest.fixture
 async def _loop_resources_closed():
     yield
-    from chat_service import broadcast, pgpool
+    from chat_service.machinery import broadcast, pgpool
 
     await broadcast.hub_close()
     await pgpool.pool_close()
@@ -64,8 +70,8 @@ async def _loop_resources_closed():
 @pytest.fixture(autouse=True)
 def _clean_redis_keys():
     """Each test starts with none of this run's Redis keys (and no cached limiter/store)."""
-    from chat_service.ratelimit import get_rate_limiter
-    from presence.store import get_presence_store
+    from chat_service.machinery.presence_store import get_presence_store
+    from chat_service.machinery.ratelimit import get_rate_limiter
 
     client = redis.Redis.from_url(settings.REDIS_URL)
     for key in client.scan_iter(match=f"{settings.REDIS_PREFIX}:*", count=1000):

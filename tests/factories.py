@@ -9,10 +9,10 @@ from typing import Any
 
 from django.utils import timezone
 
-from chat_service.identity import token_mint
-from chat_service.models import Thread
-from chat_service.services import thread_open
-from orders_bridge.models import Order, OrderStatus
+from chat_service.commerce.models import Order, OrderStatus
+from chat_service.threads.models import Thread
+from chat_service.threads.services import thread_open
+from chat_service.transport.identity import token_mint
 
 _ids = itertools.count(1)
 

@@ -23,8 +23,11 @@ def decoded(publications: list[tuple[str, bytes]]) -> list[tuple[str, dict[str, 
 
 def thread_events(publications: list[tuple[str, bytes]], order_id: str | None = None) -> list[dict[str, Any]]:
     """The events published to threads (to ``order_id``'s only, if given), in order."""
-    return [envelope["f"]["event"] for topic, envelope in decoded(publications)
-            if envelope["k"] == "event" and (order_id is None or topic == f"t.{order_id}")]
+    return [
+        envelope["f"]["event"]
+        for topic, envelope in decoded(publications)
+        if envelope["k"] == "event" and (order_id is None or topic == f"t.{order_id}")
+    ]
 
 
 def counts_to(publications: list[tuple[str, bytes]]) -> set[str]:

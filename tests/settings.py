@@ -17,7 +17,7 @@ os.environ.setdefault("DATABASE_TEST_NAME", f"test_chat_{os.getpid()}")
 # Keys of this run never meet those of a concurrent run or of a dev server.
 os.environ.setdefault("REDIS_PREFIX", f"chat-test-{os.getpid()}")
 # Several suites and their daphne processes share one PostgreSQL (max_connections 100):
-# two hot-path connections per process (chat_service/pgpool.py) are enough for tests.
+# two hot-path connections per process (chat_service/machinery/pgpool.py) are enough for tests.
 os.environ.setdefault("CHAT_DB_POOL_SIZE", "2")
 
 from chat_service.settings import *  # noqa: E402,F401,F403
@@ -26,5 +26,5 @@ SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
 
 # The ORM's connections close after each use, and the hot path's pool closes with each
-# test's event loop (chat_service/pgpool.py), so the test database can be dropped.
+# test's event loop (chat_service/machinery/pgpool.py), so the test database can be dropped.
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405

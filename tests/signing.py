@@ -1,6 +1,6 @@
 """An independent check of the bridge's signature scheme, for the tests' local receivers.
 
-Written out here rather than calling orders_bridge.signatures.verify, so that a bug in the
+Written out here rather than calling chat_service.machinery.signatures.verify, so that a bug in the
 service's own signing cannot be hidden by the same bug in its verification."""
 
 import hashlib

@@ -1,7 +1,7 @@
 """What the broadcast broker leaves in Redis: the topics some process is subscribed to.
 
 A process subscribes to a topic (``<prefix>:t.<order_id>``, ``u.<user_id>``,
-``p.<seller_id>``) while one of its sockets needs it (chat_service.broadcast); a
+``p.<seller_id>``) while one of its sockets needs it (chat_service.machinery.broadcast); a
 subscription lives with the process's connection, so a killed process leaves none.
 """
 

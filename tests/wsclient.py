@@ -29,8 +29,14 @@ class TestSocket:
         self._buffer: list[Frame] = []
 
     @classmethod
-    async def open(cls, user_id: str | None, *, token: str | None = None, origin: bytes | None = b"http://localhost",
-                   expect_hello: bool = True) -> TestSocket:
+    async def open(
+        cls,
+        user_id: str | None,
+        *,
+        token: str | None = None,
+        origin: bytes | None = b"http://localhost",
+        expect_hello: bool = True,
+    ) -> TestSocket:
         if token is None and user_id is not None:
             token = token_for(user_id)
         path = "/ws/" if token is None else f"/ws/?token={token}"
@@ -79,8 +85,9 @@ class TestSocket:
             raise ClientError(reply["error"])
         return reply["data"]
 
-    async def next_frame(self, frame_type: str | None = None, *, timeout: float = 5,
-                         where: Callable[[Frame], bool] | None = None) -> Frame:
+    async def next_frame(
+        self, frame_type: str | None = None, *, timeout: float = 5, where: Callable[[Frame], bool] | None = None
+    ) -> Frame:
         def matches(frame: Frame) -> bool:
             return (frame_type is None or frame.get("type") == frame_type) and (where is None or where(frame))
 

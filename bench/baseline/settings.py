@@ -17,19 +17,24 @@ DATABASES: dict[str, dict[str, str]] = {}
 ROOT_URLCONF = "bench.baseline.urls"
 ASGI_APPLICATION = "bench.baseline.asgi.application"
 USE_TZ = True
-LOGGING = {"version": 1, "disable_existing_loggers": False,
-           "root": {"handlers": ["console"], "level": "WARNING"},
-           "handlers": {"console": {"class": "logging.StreamHandler"}}}
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+}
 
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [{
-                "address": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-                "socket_timeout": None,
-                "max_connections": 2000,
-            }],
+            "hosts": [
+                {
+                    "address": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+                    "socket_timeout": None,
+                    "max_connections": 2000,
+                }
+            ],
             "prefix": f"{os.environ.get('REDIS_PREFIX', 'bench')}:baseline",
         },
     }

@@ -1,4 +1,4 @@
-"""chat_service.pages over Django's test client (no browser): the demo login and its gate,
+"""chat_service.transport.http.pages over Django's test client (no browser): the demo login and its gate,
 the pages' redirects, the embed example's token, and the static file view."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils.http import http_date
 
 from chat_service import demo_data
-from chat_service.identity import SESSION_KEY, token_verify
+from chat_service.transport.identity import SESSION_KEY, token_verify
 
 pytestmark = pytest.mark.django_db
 

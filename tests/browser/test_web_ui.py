@@ -333,7 +333,7 @@ def test_tabs_search_and_paging_on_manage_orders(browser, site: Site) -> None:
     assert search(Supplier="vega") == ["A10004", "A10009", "A10014", "A10019"]
     assert search(Tracking_number="LP00412990137784") == ["A10009"]
     assert search(Status="cancelled") == ["A10017", "A10018", "A10019"]
-    from orders_bridge.models import Order
+    from chat_service.commerce.models import Order
 
     ordered = orm(
         lambda: list(Order.objects.filter(buyer_id=BUYER).order_by("-ordered_at").values_list("pk", "ordered_at"))

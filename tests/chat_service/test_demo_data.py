@@ -25,11 +25,11 @@ from django.utils import timezone
 
 from chat_service import demo_data
 from chat_service.client import ChatClient
-from chat_service.identity import token_verify
+from chat_service.commerce.models import Order, OrderStatus
 from chat_service.management.commands import demo as demo_command
-from chat_service.models import Event, Thread
-from chat_service.services import message_send
-from orders_bridge.models import Order, OrderStatus
+from chat_service.threads.models import Event, Thread
+from chat_service.threads.services import message_send
+from chat_service.transport.identity import token_verify
 from tests.factories import make_order
 
 pytestmark = pytest.mark.django_db
@@ -48,11 +48,7 @@ def thread_snapshot() -> list[list[tuple[Any, ...]]]:
     """Everything a re-seed could duplicate or disturb, in a comparable form."""
     orders = list(Order.objects.order_by("order_id").values_list())
     threads = list(Thread.objects.order_by("order_id").values_list())
-    events = list(
-        Event.objects.order_by("thread_id", "seq").values_list(
-            "id", "thread_id", "seq", "client_msg_id"
-        )
-    )
+    events = list(Event.objects.order_by("thread_id", "seq").values_list("id", "thread_id", "seq", "client_msg_id"))
     return [orders, threads, events]
 
 
@@ -148,28 +144,19 @@ def test_seeding_twice_duplicates_nothing():
 def test_seeding_again_keeps_what_happened_in_the_demo_since():
     run_command("seed_demo")
     Order.objects.filter(pk="A10002").update(status=OrderStatus.CANCELLED)
-    extra = message_send(
-        user_id="buyer-ann", order_id="A10001", client_msg_id="mine-1", body="Deal!"
-    ).event
+    extra = message_send(user_id="buyer-ann", order_id="A10001", client_msg_id="mine-1", body="Deal!").event
 
     run_command("seed_demo")
 
     assert Order.objects.get(pk="A10002").status == OrderStatus.CANCELLED
-    assert (
-        list(Event.objects.filter(thread_id="A10001").order_by("seq").values_list("id", flat=True))[
-            -1
-        ]
-        == extra.id
-    )
+    assert list(Event.objects.filter(thread_id="A10001").order_by("seq").values_list("id", flat=True))[-1] == extra.id
     assert Thread.objects.get(pk="A10001").last_seq == extra.seq
 
 
 def demo_order_content() -> list[dict[str, Any]]:
     """The demo orders without the fields that depend on when they were seeded."""
     fields = [f.name for f in Order._meta.fields if f.name not in {"ordered_at", "updated_at"}]
-    return list(
-        Order.objects.filter(order_id__in=demo_data.ORDER_IDS).order_by("order_id").values(*fields)
-    )
+    return list(Order.objects.filter(order_id__in=demo_data.ORDER_IDS).order_by("order_id").values(*fields))
 
 
 def test_reset_restores_the_demo_orders_and_spares_other_orders():
@@ -200,9 +187,7 @@ def test_chat_token_prints_only_a_token_naming_the_demo_user():
     output = run_command("chat_token", "buyer-ann")
 
     token = output.strip()
-    assert (
-        output == token + "\n" and " " not in token
-    )  # usable as TOKEN=$(manage.py chat_token ...)
+    assert output == token + "\n" and " " not in token  # usable as TOKEN=$(manage.py chat_token ...)
     identity = token_verify(token)
     assert (identity.id, identity.name) == ("buyer-ann", "Ann Buyer")
     assert time.time() + 3590 < identity.expires_at <= time.time() + 3600
@@ -257,10 +242,7 @@ def test_demo_no_serve_seeds_and_prints_urls_tokens_and_client_commands(monkeypa
         identity = token_verify(token)
         assert identity.id == user_id
         assert identity.expires_at > time.time() + 3600  # outlives an afternoon's chat
-    assert (
-        f'curl -H "Authorization: Bearer {clients["buyer"][2]}" http://127.0.0.1:8123/api/threads/'
-        in output
-    )
+    assert f'curl -H "Authorization: Bearer {clients["buyer"][2]}" http://127.0.0.1:8123/api/threads/' in output
     assert "Not serving" in output
 
 
@@ -275,8 +257,9 @@ def test_demo_serves_on_the_given_address_after_printing(monkeypatch):
     assert "ws://127.0.0.1:8124/ws/" in output and "0.0.0.0" not in output.split("Serving")[0]
     argv = demo_command.daphne_argv(host="0.0.0.0", port=8124)
     # The Procfile's web command: the same program and flags, on the demo's address.
-    procfile = next(line for line in Path(settings.BASE_DIR, "Procfile").read_text().splitlines()
-                    if line.startswith("web:"))
+    procfile = next(
+        line for line in Path(settings.BASE_DIR, "Procfile").read_text().splitlines() if line.startswith("web:")
+    )
     assert " ".join(argv[1:]) == procfile.replace("$PORT", "8124").removeprefix("web: python ")
     assert argv[-1] == "chat_service.asgi:application"
     assert argv[argv.index("--websocket-max-message-size") + 1] == str(settings.CHAT["MAX_FRAME_BYTES"])
@@ -284,14 +267,10 @@ def test_demo_serves_on_the_given_address_after_printing(monkeypatch):
 
 
 def test_demo_warns_when_the_host_is_not_allowed():
-    text = demo_command.guide(
-        host="10.1.2.3", port=8000, buyer_token="b", seller_token="s", python="py"
-    )
+    text = demo_command.guide(host="10.1.2.3", port=8000, buyer_token="b", seller_token="s", python="py")
 
     assert "Note: 10.1.2.3 is not in ALLOWED_HOSTS" in text
-    assert "Note:" not in demo_command.guide(
-        host="localhost", port=80, buyer_token="b", seller_token="s", python="py"
-    )
+    assert "Note:" not in demo_command.guide(host="localhost", port=80, buyer_token="b", seller_token="s", python="py")
     assert "ws://[::1]:8000/ws/" in demo_command.guide(
         host="::1", port=8000, buyer_token="b", seller_token="s", python="py"
     )
@@ -317,9 +296,7 @@ def _embedded_env(var_dir: Path) -> dict[str, str]:
             "ALLOWED_HOSTS",
         }
     }
-    env.update(
-        DJANGO_SETTINGS_MODULE="chat_service.settings", VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1"
-    )
+    env.update(DJANGO_SETTINGS_MODULE="chat_service.settings", VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1")
     return env
 
 
@@ -354,18 +331,12 @@ def test_demo_on_the_embedded_default_migrates_seeds_and_serves_what_it_printed(
 
     assert prepared.returncode == 0, prepared.stderr
     with sqlite3.connect(tmp_path / "var" / "chat.sqlite3") as db:
-        assert db.execute("SELECT count(*) FROM orders_bridge_order").fetchone()[0] == len(
-            demo_data.ORDERS
-        )
-        assert db.execute("SELECT count(*) FROM chat_service_event").fetchone()[0] == len(
-            demo_data.MESSAGES
-        )
+        assert db.execute("SELECT count(*) FROM orders_bridge_order").fetchone()[0] == len(demo_data.ORDERS)
+        assert db.execute("SELECT count(*) FROM chat_service_event").fetchone()[0] == len(demo_data.MESSAGES)
 
     log = tmp_path / "demo.log"
     with log.open("wb") as log_file:
-        server = subprocess.Popen(
-            manage, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
-        )
+        server = subprocess.Popen(manage, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     try:
         _wait_for_health(f"http://127.0.0.1:{port}/healthz", server, log)
         output = log.read_text()
@@ -381,9 +352,7 @@ def test_demo_on_the_embedded_default_migrates_seeds_and_serves_what_it_printed(
             assert len(json.load(response)["threads"]) == len(demo_data.ORDERS)
         # What the two printed client commands do, with the URL, tokens and order they name
         # (driving the client library: its CLI is for people at a terminal).
-        heard = asyncio.run(
-            _buyer_says_seller_hears(url, buyer_token, clients["seller"][2], order_id)
-        )
+        heard = asyncio.run(_buyer_says_seller_hears(url, buyer_token, clients["seller"][2], order_id))
         assert heard["event"]["author_id"] == "buyer-ann"
         assert heard["event"]["body"] == "Is it still available?"
         assert heard["event"]["seq"] == 3  # after the two seeded messages of A10001
@@ -392,9 +361,7 @@ def test_demo_on_the_embedded_default_migrates_seeds_and_serves_what_it_printed(
         server.wait(timeout=15)
 
 
-async def _buyer_says_seller_hears(
-    url: str, buyer_token: str, seller_token: str, order_id: str
-) -> dict[str, Any]:
+async def _buyer_says_seller_hears(url: str, buyer_token: str, seller_token: str, order_id: str) -> dict[str, Any]:
     async with ChatClient.connect(url, buyer_token) as buyer:
         async with ChatClient.connect(url, seller_token) as seller:
             assert (buyer.hello or {})["user"]["id"] == "buyer-ann"

@@ -10,8 +10,9 @@ Every server started in a test is stopped (SIGTERM, then SIGKILL) when it ends; 
 can ``server.kill()`` (SIGKILL) one itself. ``module_daphne`` is one server shared
 by the tests of a module, for tests that only need a server, not a fresh one.
 
-The servers read the committed state of the test database, so tests that use them run with ``django_db(transaction=True)``. When a
-test fails, each server's stderr is attached to the report ("daphne <name> stderr").
+The servers read the committed state of the test database, so tests that use them run
+with ``django_db(transaction=True)``. When a test fails, each server's stderr is attached
+to the report ("daphne <name> stderr").
 """
 
 from __future__ import annotations

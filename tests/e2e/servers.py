@@ -134,9 +134,7 @@ class DaphneServer:
         except (TimeoutError, OSError):
             return None
         try:
-            writer.write(
-                f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nConnection: close\r\n\r\n".encode()
-            )
+            writer.write(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nConnection: close\r\n\r\n".encode())
             await writer.drain()
             status_line = await asyncio.wait_for(reader.readline(), 5)
             parts = status_line.split()

@@ -16,13 +16,12 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from chat_service.client import ChatClient
-from chat_service.models import Event
+from chat_service.threads.models import Event
 
 WireEvent = dict[str, Any]
 
 
-async def pushed_events(client: ChatClient, order_id: str, *, until_seq: int,
-                        timeout: float = 30) -> list[WireEvent]:
+async def pushed_events(client: ChatClient, order_id: str, *, until_seq: int, timeout: float = 30) -> list[WireEvent]:
     """``thread.event`` pushes of ``order_id`` in arrival order, until one with seq >=
     ``until_seq`` arrived (or ``timeout`` passed: then what arrived so far)."""
     events: list[WireEvent] = []
@@ -45,15 +44,16 @@ async def pushed_events(client: ChatClient, order_id: str, *, until_seq: int,
             return events
 
 
-def assert_stream(seqs: list[int], first: int, last: int, *, who: str = "socket",
-                  client: ChatClient | None = None) -> None:
+def assert_stream(
+    seqs: list[int], first: int, last: int, *, who: str = "socket", client: ChatClient | None = None
+) -> None:
     """``seqs`` is exactly first, first+1, ..., last (with a readable diagnosis if not)."""
     expected = list(range(first, last + 1))
     if seqs == expected:
         return
     repeats = sorted(seq for seq, count in Counter(seqs).items() if count > 1)
     missing = sorted(set(expected) - set(seqs))
-    out_of_order = [(a, b) for a, b in zip(seqs, seqs[1:]) if b <= a]
+    out_of_order = [(a, b) for a, b in zip(seqs, seqs[1:], strict=False) if b <= a]
     state = "" if client is None else f" (socket closed={client.closed.is_set()} code={client.close_code})"
     raise AssertionError(
         f"{who}{state}: expected seqs {first}..{last}, got {len(seqs)} events; "

@@ -27,9 +27,7 @@ BUYER, SELLER = "buyer-cs", "seller-cs"
 
 async def send(client: ChatClient, order_id: str, client_msg_id: str, body: str) -> dict:
     """message.send's reply data: {event, duplicate}."""
-    return await client.request(
-        "message.send", order_id=order_id, client_msg_id=client_msg_id, body=body, timeout=30
-    )
+    return await client.request("message.send", order_id=order_id, client_msg_id=client_msg_id, body=body, timeout=30)
 
 
 async def test_pipelined_senders_on_two_processes_get_seqs_1_to_200(daphne):

@@ -18,8 +18,8 @@ import pytest
 import websockets
 from channels.db import database_sync_to_async
 
-from chat_service import services
 from chat_service.serving import max_message_bytes
+from chat_service.threads import services
 from tests.factories import make_order, token_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -39,8 +39,9 @@ def long_thread() -> str:
 
 
 async def open_socket(server, user_id: str):
-    socket = await websockets.connect(f"{server.ws_url}?token={token_for(user_id)}", origin=server.http_url,
-                                      max_size=2**22)
+    socket = await websockets.connect(
+        f"{server.ws_url}?token={token_for(user_id)}", origin=server.http_url, max_size=2**22
+    )
     hello = json.loads(await socket.recv())
     assert hello["type"] == "hello" and hello["limits"]["max_frame_bytes"] <= max_message_bytes()
     return socket
@@ -65,8 +66,14 @@ async def test_a_rejoin_of_a_300_event_thread_gets_every_event_once_in_order_wit
     try:
         await socket.send(json.dumps({"type": "thread.join", "ref": "j", "order_id": order_id, "since_seq": 0}))
         received = await frames_until(
-            socket, lambda f: f.get("type") == "thread.event" and f["event"]["seq"] == EVENTS
-            or f.get("type") == "reply" and not f.get("data", {}).get("has_more"))
+            socket,
+            lambda f: (
+                f.get("type") == "thread.event"
+                and f["event"]["seq"] == EVENTS
+                or f.get("type") == "reply"
+                and not f.get("data", {}).get("has_more")
+            ),
+        )
         sizes = [size for size, _ in received]
         reply = received[0][1]
         assert reply["type"] == "reply" and reply["ok"] and reply["data"]["has_more"] is True
@@ -107,7 +114,8 @@ def page_back(server, order_id: str, *, before_seq: int) -> list[int]:
     while True:
         request = urllib.request.Request(
             f"{server.http_url}/api/threads/{order_id}/events/?before_seq={before_seq}&limit=100",
-            headers={"Authorization": f"Bearer {token_for(BUYER)}"})
+            headers={"Authorization": f"Bearer {token_for(BUYER)}"},
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             page = json.loads(response.read())
         seqs = [e["seq"] for e in page["events"]] + seqs

@@ -2,7 +2,7 @@
 
 Redis pub/sub drops what is published while a subscriber is away (a restart), and two
 processes' publishes can reach a socket in either order. Each socket keeps a per-thread
-cursor (chat_service.streams): a jump is filled from PostgreSQL, anything at or below the
+cursor (chat_service.transport.socket.streams): a jump is filled from PostgreSQL, anything at or below the
 cursor is dropped. Here the faults are made on the real stack, from the test process:
 events stored without their publication (loss), events already shown published again
 (repeats), and missed events published newest first (reordering), on the same Redis
@@ -14,9 +14,11 @@ from __future__ import annotations
 import pytest
 from channels.db import database_sync_to_async
 
-from chat_service import broadcast, fanout, services
+from chat_service import fanout
 from chat_service.client import ChatClient
-from chat_service.models import Event
+from chat_service.machinery import broadcast
+from chat_service.threads import services
+from chat_service.threads.models import Event
 from tests.e2e.streams import assert_stream, pushed_events
 from tests.factories import make_order, token_for
 

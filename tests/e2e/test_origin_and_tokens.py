@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 import pytest
 import websockets
 
-from chat_service.identity import token_mint
+from chat_service.transport.identity import token_mint
 from tests.factories import token_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

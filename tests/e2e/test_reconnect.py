@@ -29,9 +29,7 @@ BUYER, SELLER = "buyer-rc", "seller-rc"
     ids=["backlog-in-reply", "backlog-streamed"],
 )
 async def test_seller_reconnecting_to_other_process_gets_missed_messages_once(daphne, join_max_events):
-    server_a, server_b = await daphne.start(
-        2, CHAT_SEND_RATE_COUNT="100000", CHAT_JOIN_MAX_EVENTS=join_max_events
-    )
+    server_a, server_b = await daphne.start(2, CHAT_SEND_RATE_COUNT="100000", CHAT_JOIN_MAX_EVENTS=join_max_events)
     order = await database_sync_to_async(make_order)(buyer_id=BUYER, seller_id=SELLER)
     order_id = order.order_id
     buyer = await ChatClient.open(server_a.ws_url, token_for(BUYER))
@@ -47,9 +45,7 @@ async def test_seller_reconnecting_to_other_process_gets_missed_messages_once(da
         last_seen = seen[-1]["seq"]
 
         await seller.close()
-        missed = [
-            await buyer.send_message(order_id, f"missed {i}", client_msg_id=f"missed-{i}") for i in range(30)
-        ]
+        missed = [await buyer.send_message(order_id, f"missed {i}", client_msg_id=f"missed-{i}") for i in range(30)]
         assert [e["seq"] for e in missed] == list(range(6, 36))
 
         seller_again = await ChatClient.open(server_b.ws_url, token_for(SELLER))
@@ -119,12 +115,15 @@ async def test_joining_during_a_send_burst_sees_gapless_duplicate_free_stream(da
         assert any(0 < r["last_seq"] < burst for r in replies), [r["last_seq"] for r in replies]
 
         stored = await stored_events(order_id)
-        for index, ((client, since), reply) in enumerate(zip(joiners, replies)):
+        for index, ((client, since), reply) in enumerate(zip(joiners, replies, strict=True)):
             pushed = await pushed_events(client, order_id, until_seq=burst)
             stream = reply["events"] + pushed
             assert_stream(
-                [e["seq"] for e in stream], 1, burst,
-                who=f"joiner {index} (since_seq={since}, joined at last_seq={reply['last_seq']})", client=client,
+                [e["seq"] for e in stream],
+                1,
+                burst,
+                who=f"joiner {index} (since_seq={since}, joined at last_seq={reply['last_seq']})",
+                client=client,
             )
             assert [comparable(e) for e in stream] == stored
     finally:

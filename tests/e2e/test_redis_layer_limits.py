@@ -142,8 +142,7 @@ async def test_burst_of_1000_connects_gets_hello_and_pushes_and_leaves_nothing_i
     @database_sync_to_async
     def make_orders() -> list[str]:
         return [
-            make_order(buyer_id="buyer-burst", seller_id=f"seller-burst-{i}").order_id
-            for i in range(BURST_SELLERS)
+            make_order(buyer_id="buyer-burst", seller_id=f"seller-burst-{i}").order_id for i in range(BURST_SELLERS)
         ]
 
     order_ids = await make_orders()

@@ -33,11 +33,12 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
 
+from chat_service.commerce.models import OutboxMessage, OutboxStatus
+from chat_service.commerce.outbox import outbox_enqueue
+from chat_service.commerce.services import disputes, offers, orders
+from chat_service.machinery.delivery.leased import backoff_s
 from orders_bridge.config import OutboxConfig
-from orders_bridge.delivery import backoff_s, outbox_deliver_due
-from orders_bridge.models import OutboxMessage, OutboxStatus
-from orders_bridge.outbox import outbox_enqueue
-from orders_bridge.services import disputes, offers, orders
+from orders_bridge.delivery import outbox_deliver_due
 from orders_bridge.transport import DeliveryResult, HttpTransport
 from tests.factories import make_order
 from tests.signing import signature_ok
@@ -184,8 +185,14 @@ def receiver_factory() -> Iterator[Callable[..., Receiver]]:
 
 def config(**overrides: object) -> OutboxConfig:
     values: dict[str, object] = {
-        "order_system_url": None, "signing_secret": SECRET, "timeout_s": 5.0, "lease_s": 60.0,
-        "max_attempts": 12, "backoff_base_s": 1.0, "backoff_max_s": 3600.0, "batch": 50,
+        "order_system_url": None,
+        "signing_secret": SECRET,
+        "timeout_s": 5.0,
+        "lease_s": 60.0,
+        "max_attempts": 12,
+        "backoff_base_s": 1.0,
+        "backoff_max_s": 3600.0,
+        "batch": 50,
     }
     values.update(overrides)
     return OutboxConfig(**values)  # type: ignore[arg-type]
@@ -220,11 +227,16 @@ def queue_actions_through_services() -> None:
         orders.order_cancel(user_id="b", order_id=order.pk)
     for answer in ["counter"] * 6 + ["reject"] * 4:  # opened, answered, then settled or escalated: 30
         order = make_order(buyer_id="b", seller_id="s", amount=Decimal("25.00"), status="awaiting_acceptance")
-        dispute = disputes.dispute_open(user_id="b", order_id=order.pk, reason="wrong_size", refund_amount="20.00",
-                                        return_item=False, details="Too small")
+        dispute = disputes.dispute_open(
+            user_id="b",
+            order_id=order.pk,
+            reason="wrong_size",
+            refund_amount="20.00",
+            return_item=False,
+            details="Too small",
+        )
         if answer == "counter":
-            disputes.dispute_respond(user_id="s", dispute_id=str(dispute.pk), action="counter",
-                                     refund_amount="10.00")
+            disputes.dispute_respond(user_id="s", dispute_id=str(dispute.pk), action="counter", refund_amount="10.00")
             disputes.dispute_accept_counter(user_id="b", dispute_id=str(dispute.pk))
         else:
             disputes.dispute_respond(user_id="s", dispute_id=str(dispute.pk), action="reject")
@@ -238,8 +250,9 @@ def queue_actions_through_services() -> None:
 def queue_actions_directly(count: int, *, per_order: int = 1) -> None:
     with transaction.atomic():
         for n in range(count):
-            outbox_enqueue(action="order.receipt_confirmed", order_id=f"D{n // per_order:05d}",
-                           payload={"by": "b", "n": n})
+            outbox_enqueue(
+                action="order.receipt_confirmed", order_id=f"D{n // per_order:05d}", payload={"by": "b", "n": n}
+            )
 
 
 def assert_every_row_delivered_with_one_key_and_body(receiver: Receiver) -> dict[str, list[Received]]:
@@ -324,9 +337,14 @@ def test_a_refused_action_ends_failed_with_its_error_and_the_admin_retries_it(re
     client.force_login(admin)
     listing = client.get("/admin/orders_bridge/outboxmessage/?status__exact=failed")
     assert listing.status_code == 200 and refused.action in listing.content.decode()
-    response = client.post("/admin/orders_bridge/outboxmessage/", {
-        "action": "retry_delivery", "_selected_action": [refused.pk, fine.pk],
-    }, follow=True)
+    response = client.post(
+        "/admin/orders_bridge/outboxmessage/",
+        {
+            "action": "retry_delivery",
+            "_selected_action": [refused.pk, fine.pk],
+        },
+        follow=True,
+    )
     assert response.status_code == 200
     page = response.content.decode()
     assert "1 failed message(s) put back for delivery" in page and "1 selected message(s) were not failed" in page
@@ -364,8 +382,9 @@ def test_a_staff_user_without_the_change_permission_cannot_retry(client):
 @pytest.mark.parametrize("path", ["order", "offer", "dispute", "inboxevent", "outboxmessage"])
 def test_the_admin_lists_the_bridge_tables(client, path):
     order = make_order(buyer_id="b", seller_id="s", status="awaiting_acceptance")
-    disputes.dispute_open(user_id="b", order_id=order.pk, reason="wrong_size", refund_amount="5.00",
-                          return_item=False, details="")
+    disputes.dispute_open(
+        user_id="b", order_id=order.pk, reason="wrong_size", refund_amount="5.00", return_item=False, details=""
+    )
     client.force_login(get_user_model().objects.create_superuser("ops", "ops@example.com", "pw"))
     response = client.get(f"/admin/orders_bridge/{path}/?q=x")
     assert response.status_code == 200
@@ -432,10 +451,24 @@ def test_backoff_never_shrinks_from_one_attempt_to_the_next_whatever_the_jitter(
 # --- the transport's answers ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status, retryable", [
-    (408, True), (409, True), (425, True), (429, True), (500, True), (502, True), (503, True),
-    (400, False), (401, False), (403, False), (404, False), (422, False), (301, False),
-])
+@pytest.mark.parametrize(
+    "status, retryable",
+    [
+        (408, True),
+        (409, True),
+        (425, True),
+        (429, True),
+        (500, True),
+        (502, True),
+        (503, True),
+        (400, False),
+        (401, False),
+        (403, False),
+        (404, False),
+        (422, False),
+        (301, False),
+    ],
+)
 def test_http_answers_are_classified(receiver_factory, status, retryable):
     receiver = receiver_factory()
     queue_actions_directly(1)
@@ -571,21 +604,34 @@ def test_a_row_another_claimer_holds_locked_is_skipped_not_waited_for(receiver_f
     assert OutboxMessage.objects.get(pk=held.pk).status == OutboxStatus.PENDING
 
 
-@pytest.mark.parametrize("late_answer, later_claim_answer, final_status", [
-    # The first worker's lease ran out while its request hung; a second worker claimed and
-    # delivered the row. The first one's late failure must not undo that.
-    (DeliveryResult(accepted=False, status=422, error="HTTP 422", retryable=False),
-     DeliveryResult.ok(200), OutboxStatus.DELIVERED),
-    # The second worker's attempt failed and scheduled a retry; the first one's late
-    # "not retryable" must not mark the row failed over the second's claim.
-    (DeliveryResult(accepted=False, status=422, error="HTTP 422", retryable=False),
-     DeliveryResult(accepted=False, status=503, error="HTTP 503", retryable=True), OutboxStatus.PENDING),
-    # An acceptance is the truth, even late: the order system has the action.
-    (DeliveryResult.ok(200),
-     DeliveryResult(accepted=False, status=503, error="HTTP 503", retryable=True), OutboxStatus.DELIVERED),
-])
-def test_an_answer_after_the_lease_ended_does_not_overwrite_the_next_claim(late_answer, later_claim_answer,
-                                                                           final_status):
+@pytest.mark.parametrize(
+    "late_answer, later_claim_answer, final_status",
+    [
+        # The first worker's lease ran out while its request hung; a second worker claimed and
+        # delivered the row. The first one's late failure must not undo that.
+        (
+            DeliveryResult(accepted=False, status=422, error="HTTP 422", retryable=False),
+            DeliveryResult.ok(200),
+            OutboxStatus.DELIVERED,
+        ),
+        # The second worker's attempt failed and scheduled a retry; the first one's late
+        # "not retryable" must not mark the row failed over the second's claim.
+        (
+            DeliveryResult(accepted=False, status=422, error="HTTP 422", retryable=False),
+            DeliveryResult(accepted=False, status=503, error="HTTP 503", retryable=True),
+            OutboxStatus.PENDING,
+        ),
+        # An acceptance is the truth, even late: the order system has the action.
+        (
+            DeliveryResult.ok(200),
+            DeliveryResult(accepted=False, status=503, error="HTTP 503", retryable=True),
+            OutboxStatus.DELIVERED,
+        ),
+    ],
+)
+def test_an_answer_after_the_lease_ended_does_not_overwrite_the_next_claim(
+    late_answer, later_claim_answer, final_status
+):
     queue_actions_directly(1)
     cfg = config(lease_s=30.0)
     start = OutboxMessage.objects.get().next_attempt_at
@@ -599,8 +645,9 @@ def test_an_answer_after_the_lease_ended_does_not_overwrite_the_next_claim(late_
 
     class HungPastItsLease:
         def deliver(self, message: OutboxMessage) -> DeliveryResult:
-            later = outbox_deliver_due(transport=Answer(later_claim_answer), config=cfg,
-                                       now=start + timedelta(seconds=31))
+            later = outbox_deliver_due(
+                transport=Answer(later_claim_answer), config=cfg, now=start + timedelta(seconds=31)
+            )
             assert later.claimed == 1  # the lease had ended, so another worker took the row
             return late_answer
 
@@ -643,7 +690,7 @@ def test_a_worker_killed_mid_delivery_loses_nothing_and_resends_with_the_same_ke
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "chat_service.settings",
         "DATABASE_URL": f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:"
-                        f"{db['PORT'] or 5432}/{db['NAME']}",
+        f"{db['PORT'] or 5432}/{db['NAME']}",
         "DEBUG": "0",
         "ORDER_SYSTEM_URL": receiver.url,
         "BRIDGE_SECRET": SECRET,
@@ -661,8 +708,9 @@ def test_a_worker_killed_mid_delivery_loses_nothing_and_resends_with_the_same_ke
         receiver.run += 1
         state["requests_in_run"] = 0
         with log_path.open("ab") as log:  # a file, not a pipe: a full pipe would stall the worker
-            process = subprocess.Popen([sys.executable, "manage.py", "worker"], cwd=REPO_ROOT, env=env,
-                                       stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                [sys.executable, "manage.py", "worker"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
         state["process"] = process
         return process
 

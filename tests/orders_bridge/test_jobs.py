@@ -14,11 +14,11 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from chat_service import worker
-from chat_service.models import Event
+from chat_service.commerce.models import Dispute, Offer, OutboxMessage
+from chat_service.commerce.services import disputes, offers
+from chat_service.machinery import worker
+from chat_service.threads.models import Event
 from orders_bridge import jobs
-from orders_bridge.models import Dispute, Offer, OutboxMessage
-from orders_bridge.services import disputes, offers
 from tests.factories import make_order
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -43,8 +43,16 @@ def open_disputes(count: int) -> list[Dispute]:
     opened = []
     for _ in range(count):
         order = make_order(buyer_id="b", seller_id="s", amount=Decimal("25.00"), status="awaiting_acceptance")
-        opened.append(disputes.dispute_open(user_id="b", order_id=order.pk, reason="not_received",
-                                            refund_amount="25.00", return_item=False, details=""))
+        opened.append(
+            disputes.dispute_open(
+                user_id="b",
+                order_id=order.pk,
+                reason="not_received",
+                refund_amount="25.00",
+                return_item=False,
+                details="",
+            )
+        )
     return opened
 
 
@@ -77,9 +85,10 @@ def test_the_worker_finds_and_registers_the_bridge_jobs(monkeypatch):
     worker.autodiscover()
 
     registered = {job.name: job.interval_s for job in worker.registered_jobs()}
-    assert {name: registered.get(name) for name in (
-        "orders.outbox_deliver", "orders.offers_expire", "orders.disputes_escalate")} == {
-        "orders.outbox_deliver": 1.0, "orders.offers_expire": 30.0, "orders.disputes_escalate": 60.0}
+    assert {
+        name: registered.get(name)
+        for name in ("orders.outbox_deliver", "orders.offers_expire", "orders.disputes_escalate")
+    } == {"orders.outbox_deliver": 1.0, "orders.offers_expire": 30.0, "orders.disputes_escalate": 60.0}
 
 
 def test_offers_past_their_expiry_are_expired_once_with_an_offer_event():

@@ -12,12 +12,12 @@ from django.db import connection
 from django.utils import timezone
 
 from chat_service import fanout
-from chat_service.models import Event
+from chat_service.commerce.models import InboxEvent, Order, OutboxMessage, OutboxStatus
+from chat_service.commerce.services import disputes, offers, orders
+from chat_service.threads.models import Event
 from orders_bridge import jobs
 from orders_bridge.delivery import outbox_deliver_due, transport_from_settings
 from orders_bridge.local_order_system import LocalOrderSystem
-from orders_bridge.models import InboxEvent, Order, OutboxMessage, OutboxStatus
-from orders_bridge.services import disputes, offers, orders
 from orders_bridge.transport import DeliveryResult, HttpTransport
 from tests.factories import make_order
 from tests.publications import thread_events
@@ -114,8 +114,9 @@ def test_actions_the_services_already_applied_are_accepted_without_further_chang
     unpaid = make_order(buyer_id="b", seller_id="s")
     orders.order_cancel(user_id="b", order_id=unpaid.pk)
     delivered = make_order(buyer_id="b", seller_id="s", amount=Decimal("25.00"), status="awaiting_acceptance")
-    dispute = disputes.dispute_open(user_id="b", order_id=delivered.pk, reason="wrong_size", refund_amount="5.00",
-                                    return_item=False, details="")
+    dispute = disputes.dispute_open(
+        user_id="b", order_id=delivered.pk, reason="wrong_size", refund_amount="5.00", return_item=False, details=""
+    )
     disputes.dispute_respond(user_id="s", dispute_id=str(dispute.pk), action="reject")
     disputes.dispute_escalate(user_id="b", dispute_id=str(dispute.pk))
     done = make_order(buyer_id="b", seller_id="s", status="awaiting_acceptance")

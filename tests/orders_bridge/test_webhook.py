@@ -20,13 +20,13 @@ from django.db import connections
 from django.test import Client
 
 from chat_service import fanout
-from chat_service.models import Event, EventKind, Thread
+from chat_service.commerce.models import Dispute, InboxEvent, Offer, Order
+from chat_service.commerce.services.disputes import dispute_cancel, dispute_open
+from chat_service.commerce.services.offers import offer_request
+from chat_service.commerce.services.orders import order_cancel
+from chat_service.machinery.signatures import sign
+from chat_service.threads.models import Event, EventKind, Thread
 from orders_bridge.config import bridge_config
-from orders_bridge.models import Dispute, InboxEvent, Offer, Order
-from orders_bridge.services.disputes import dispute_cancel, dispute_open
-from orders_bridge.services.offers import offer_request
-from orders_bridge.services.orders import order_cancel
-from orders_bridge.signatures import sign
 from tests.factories import make_order, thread_of
 from tests.publications import counts_to, decoded, thread_events
 
@@ -49,11 +49,7 @@ def bridge_secrets(settings):
 def never_a_500(caplog):
     """No test may reach the webhook's last-resort 500 (it logs the exception)."""
     yield
-    bugs = [
-        r
-        for r in caplog.get_records("call")
-        if r.name == "orders_bridge.webhook" and r.levelname == "ERROR"
-    ]
+    bugs = [r for r in caplog.get_records("call") if r.name == "orders_bridge.webhook" and r.levelname == "ERROR"]
     assert bugs == [], [r.getMessage() for r in bugs]
 
 
@@ -62,9 +58,7 @@ def client():
     return Client()
 
 
-def snapshot(
-    order_id: str, version: int = 1, status: str = "awaiting_payment", **fields: Any
-) -> dict[str, Any]:
+def snapshot(order_id: str, version: int = 1, status: str = "awaiting_payment", **fields: Any) -> dict[str, Any]:
     return {
         "order_id": order_id,
         "version": version,
@@ -128,9 +122,7 @@ def post(
     raw = raw_of(body)
     if header is None:
         header = sign(secret, raw, int(time.time()) if t is None else t)
-    return client.post(
-        URL, data=raw, content_type="application/json", HTTP_X_BRIDGE_SIGNATURE=header
-    )
+    return client.post(URL, data=raw, content_type="application/json", HTTP_X_BRIDGE_SIGNATURE=header)
 
 
 def ok(response, outcome: str = "applied") -> None:
@@ -190,9 +182,7 @@ def test_missing_signature_header_is_401(client):
 
 
 @pytest_db
-@pytest.mark.parametrize(
-    "header", ["nonsense", "t=abc,v1=00", "v1=" + "a" * 64, f"t={int(time.time())}"]
-)
+@pytest.mark.parametrize("header", ["nonsense", "t=abc,v1=00", "v1=" + "a" * 64, f"t={int(time.time())}"])
 def test_malformed_signature_header_is_401_invalid(client, header):
     error = error_of(post(client, event(snapshot("A1")), header=header), 401)
     assert error == {"code": "unauthorized", "message": "The request signature is invalid."}
@@ -435,10 +425,7 @@ def test_status_changes_become_thread_events_pushed_to_both_parties(client):
             body,
         )
         assert last.data["change"] == change
-        assert (
-            last.data["order"]["status"] == fields["status"]
-            and last.data["order"]["version"] == version
-        )
+        assert last.data["order"]["status"] == fields["status"] and last.data["order"]["version"] == version
         pushed_events = thread_events(pushed, "S1")
         assert [e["body"] for e in pushed_events] == [body]
         assert pushed_events[0]["seq"] == last.seq
@@ -464,11 +451,7 @@ def test_completed_at_comes_from_the_snapshot_when_given(client):
     ok(
         post(
             client,
-            event(
-                snapshot(
-                    "C1", version=2, status="completed", completed_at="2026-03-20T10:00:00+02:00"
-                )
-            ),
+            event(snapshot("C1", version=2, status="completed", completed_at="2026-03-20T10:00:00+02:00")),
         )
     )
     assert Order.objects.get(pk="C1").completed_at.isoformat() == "2026-03-20T08:00:00+00:00"
@@ -706,9 +689,7 @@ def deliver_concurrently(bodies: list[bytes], *, threads: int = 16) -> list[tupl
                     return
                 with fanout.collecting() as pushed:
                     response = post(client, raw)
-                results.append(
-                    (response.status_code, response.json().get("outcome", ""), list(pushed))
-                )
+                results.append((response.status_code, response.json().get("outcome", ""), list(pushed)))
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             failures.append(exc)
         finally:
@@ -757,10 +738,7 @@ def test_100_events_delivered_10_times_concurrently_have_exactly_100_effects():
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_events_for_one_order_serialize_and_the_newest_version_wins():
     existing("Q1", amount=Decimal("1.00"))
-    bodies = [
-        raw_of(event(snapshot("Q1", version=v, amount=f"{v}.00"), event_id=f"evt-q{v}"))
-        for v in range(2, 32)
-    ]
+    bodies = [raw_of(event(snapshot("Q1", version=v, amount=f"{v}.00"), event_id=f"evt-q{v}")) for v in range(2, 32)]
     deliveries = bodies * 3
     random.Random(31).shuffle(deliveries)
 
@@ -772,9 +750,7 @@ def test_concurrent_events_for_one_order_serialize_and_the_newest_version_wins()
     assert (order.version, order.amount) == (31, Decimal("31.00"))
     events = order_events("Q1")
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
-    assert (
-        len(events) == outcomes["applied"] == InboxEvent.objects.filter(outcome="applied").count()
-    )
+    assert len(events) == outcomes["applied"] == InboxEvent.objects.filter(outcome="applied").count()
     versions = [e.data["order"]["version"] for e in events]
     assert versions == sorted(versions) and len(set(versions)) == len(versions)
 
@@ -785,9 +761,7 @@ def test_concurrent_first_events_of_new_orders_create_each_order_once():
     # the order first wins, the other finds it and is applied on top of it or is stale.
     bodies = []
     for i in range(30):
-        bodies.append(
-            raw_of(event(snapshot(f"F{i:02d}"), type="order.created", event_id=f"evt-f{i}-1"))
-        )
+        bodies.append(raw_of(event(snapshot(f"F{i:02d}"), type="order.created", event_id=f"evt-f{i}-1")))
         bodies.append(
             raw_of(
                 event(

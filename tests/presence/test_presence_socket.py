@@ -16,9 +16,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from chat_service import fanout
-from orders_bridge.models import Order, OrderStatus
+from chat_service.commerce.models import Order, OrderStatus
+from chat_service.machinery.presence_store import get_presence_store
 from presence import services as presence
-from presence.store import get_presence_store
 from tests.factories import make_order
 from tests.topics import topic_residue
 from tests.wsclient import TestSocket
@@ -185,7 +185,7 @@ async def test_a_push_not_newer_than_what_the_socket_shows_is_dropped(sellers):
     seller = await TestSocket.open("s1")
     buyer = await TestSocket.open("b")
     await buyer.request("presence.subscribe", seller_ids=["s1"])  # online
-    (shown, _), = (await get_presence_store().presence_get(["s1"])).values()
+    ((shown, _),) = (await get_presence_store().presence_get(["s1"])).values()
     stale = {"status": "offline", "color": "grey", "last_seen": "2026-01-01T00:00:00.000Z"}
 
     def push(version: int) -> list:
@@ -323,5 +323,7 @@ async def test_subscriptions_per_socket_are_capped(chat):
     reply = await buyer.request_frame("presence.subscribe", seller_ids=["one-more"])
     assert reply["error"]["code"] == "bad_request"
     await buyer.request("presence.unsubscribe", seller_ids=ids[:1])
-    assert (await buyer.request("presence.subscribe", seller_ids=["one-more"]))["sellers"]["one-more"]["color"] == "grey"
+    assert (await buyer.request("presence.subscribe", seller_ids=["one-more"]))["sellers"]["one-more"][
+        "color"
+    ] == "grey"
     await buyer.close()

@@ -5,8 +5,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from chat_service import services
-from chat_service.models import Event
+from chat_service.threads import services
+from chat_service.threads.models import Event
 from presence.selectors import sellers_among, typical_reply_seconds
 from tests.factories import make_order
 

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from django.apps import apps
 
-from chat_service.models import Thread
-from orders_bridge.models import Dispute, Offer, Order
+from chat_service.commerce.models import Dispute, Offer, Order
+from chat_service.threads.models import Thread
 from tests.e2e.conftest import daphne, module_daphne, pytest_runtest_makereport  # noqa: F401
 
 HTTP_TIMEOUT_S = 20
@@ -41,20 +41,30 @@ class DbState:
             rows = model.objects.all()
             last = rows.order_by("-pk").values_list("pk", flat=True).first()
             state[model._meta.label] = (rows.count(), str(last))
-        state["threads"] = list(Thread.objects.order_by("pk").values_list(
-            "pk", "last_seq", "buyer_read_seq", "seller_read_seq", "buyer_unread", "seller_unread"))
-        state["orders"] = list(Order.objects.order_by("pk").values_list(
-            "pk", "status", "version", "amount", "feedback_at", "updated_at"))
+        state["threads"] = list(
+            Thread.objects.order_by("pk").values_list(
+                "pk", "last_seq", "buyer_read_seq", "seller_read_seq", "buyer_unread", "seller_unread"
+            )
+        )
+        state["orders"] = list(
+            Order.objects.order_by("pk").values_list("pk", "status", "version", "amount", "feedback_at", "updated_at")
+        )
         state["offers"] = list(Offer.objects.order_by("pk").values_list("pk", "status", "price", "closed_at"))
-        state["disputes"] = list(Dispute.objects.order_by("pk").values_list(
-            "pk", "status", "refund_amount", "counter_amount", "return_tracking_number"))
+        state["disputes"] = list(
+            Dispute.objects.order_by("pk").values_list(
+                "pk", "status", "refund_amount", "counter_amount", "return_tracking_number"
+            )
+        )
         return state
 
     def changed_since(self, before: dict[str, Any]) -> dict[str, Any]:
         """What differs from ``before`` ({} when nothing was written): key -> (then, now)."""
         after = self.snapshot()
-        return {key: (before.get(key), after.get(key)) for key in before.keys() | after.keys()
-                if before.get(key) != after.get(key)}
+        return {
+            key: (before.get(key), after.get(key))
+            for key in before.keys() | after.keys()
+            if before.get(key) != after.get(key)
+        }
 
 
 @pytest.fixture
@@ -77,8 +87,15 @@ class Answer:
         return self.headers.get("Content-Type", "").startswith("application/json")
 
 
-def http_call(method: str, url: str, *, token: str | None = None, body: bytes | dict[str, Any] | None = None,
-              headers: dict[str, str] | None = None, timeout: float = HTTP_TIMEOUT_S) -> Answer:
+def http_call(
+    method: str,
+    url: str,
+    *,
+    token: str | None = None,
+    body: bytes | dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = HTTP_TIMEOUT_S,
+) -> Answer:
     all_headers = dict(headers or {})
     if token is not None:
         all_headers["Authorization"] = f"Bearer {token}"

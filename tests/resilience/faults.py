@@ -74,8 +74,20 @@ class RedisServer:
     def start(self) -> None:
         argv = [
             shutil.which("redis-server") or "redis-server",
-            "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--daemonize", "no", "--dir", str(self.workdir), "--maxclients", "10000",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--dir",
+            str(self.workdir),
+            "--maxclients",
+            "10000",
         ]
         with self.log_path.open("ab") as log:  # a file: a full pipe would stall the server
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
@@ -186,15 +198,23 @@ class PostgresCluster:
         return f"postgres://postgres@127.0.0.1:{self.port}/{dbname}"
 
     def _run(self, *argv: str, timeout: float = 60) -> None:
-        result = subprocess.run(_as_postgres([str(self.bindir / argv[0]), *argv[1:]]), capture_output=True,
-                                text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            _as_postgres([str(self.bindir / argv[0]), *argv[1:]]),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         if result.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}\n"
-                               f"{self.log_tail()}")
+            raise RuntimeError(
+                f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}\n{self.log_tail()}"
+            )
 
     def _options(self) -> str:
-        return (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        return (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
 
     def initdb(self) -> None:
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
@@ -205,8 +225,19 @@ class PostgresCluster:
     def restart(self) -> float:
         """``pg_ctl restart -m fast``: every session is cut; returns how long it took."""
         started = now()
-        self._run("pg_ctl", "-D", str(self.data), "-o", self._options(), "-l", str(self.log_path), "-m", "fast",
-                  "-w", "restart")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            self._options(),
+            "-l",
+            str(self.log_path),
+            "-m",
+            "fast",
+            "-w",
+            "restart",
+        )
         self.restarts += 1
         return now() - started
 
@@ -246,8 +277,15 @@ def cleanup_postgres(cluster: PostgresCluster) -> None:
 
 def manage(env: dict[str, str], *args: str, timeout: float = 300) -> str:
     """``manage.py <args>`` in a process with ``env`` (e.g. migrate a throwaway database)."""
-    result = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=env, capture_output=True,
-                            text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     if result.returncode != 0:
         raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result.stdout
@@ -264,29 +302,48 @@ def seed_threads(count: int, tag: str) -> list[str]:
 
     from django.utils import timezone
 
-    from chat_service.models import Thread
-    from orders_bridge.models import Order, OrderStatus
+    from chat_service.commerce.models import Order, OrderStatus
+    from chat_service.threads.models import Thread
 
     at = timezone.now()
     orders = [
-        Order(order_id=f"{tag}{i:05d}", buyer_id=f"{tag}-b{i}", seller_id=f"{tag}-s{i}", supplier_name=f"Supplier {i}",
-              item_title=f"Item {i}", properties={}, quantity=1, amount=Decimal("10.00"), currency="USD",
-              status=OrderStatus.AWAITING_SHIPMENT, ordered_at=at - timedelta(minutes=i))
+        Order(
+            order_id=f"{tag}{i:05d}",
+            buyer_id=f"{tag}-b{i}",
+            seller_id=f"{tag}-s{i}",
+            supplier_name=f"Supplier {i}",
+            item_title=f"Item {i}",
+            properties={},
+            quantity=1,
+            amount=Decimal("10.00"),
+            currency="USD",
+            status=OrderStatus.AWAITING_SHIPMENT,
+            ordered_at=at - timedelta(minutes=i),
+        )
         for i in range(count)
     ]
     Order.objects.bulk_create(orders, batch_size=1000)
-    Thread.objects.bulk_create([Thread(order=o, buyer_id=o.buyer_id, seller_id=o.seller_id) for o in orders],
-                               batch_size=1000)
+    Thread.objects.bulk_create(
+        [Thread(order=o, buyer_id=o.buyer_id, seller_id=o.seller_id) for o in orders], batch_size=1000
+    )
     return [o.order_id for o in orders]
 
 
 def seed_threads_in(env: dict[str, str], count: int, tag: str) -> list[str]:
     """``seed_threads`` in another process, against the database of ``env`` (DATABASE_URL)."""
     out = subprocess.run(
-        [sys.executable, "-c",
-         "import django, json, sys; django.setup(); from tests.resilience.faults import seed_threads; "
-         f"print(json.dumps(seed_threads({count}, {tag!r})))"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-c",
+            "import django, json, sys; django.setup(); from tests.resilience.faults import seed_threads; "
+            f"print(json.dumps(seed_threads({count}, {tag!r})))",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
     )
     if out.returncode != 0:
         raise RuntimeError(f"seeding failed:\n{out.stderr[-3000:]}")
@@ -294,7 +351,7 @@ def seed_threads_in(env: dict[str, str], count: int, tag: str) -> list[str]:
 
 
 def thread_plans(order_ids: list[str], tag: str, *, ttl_s: int = 3600) -> list[ThreadPlan]:
-    from chat_service.identity import token_mint
+    from chat_service.transport.identity import token_mint
 
     def party(user_id: str) -> Party:
         return Party(user_id, token_mint(user_id=user_id, name=user_id, ttl_s=ttl_s))
@@ -303,17 +360,18 @@ def thread_plans(order_ids: list[str], tag: str, *, ttl_s: int = 3600) -> list[T
 
 
 def orm_last_seqs(order_ids: Iterable[str]) -> dict[str, int]:
-    from chat_service.models import Thread
+    from chat_service.threads.models import Thread
 
     return dict(Thread.objects.filter(pk__in=list(order_ids)).values_list("pk", "last_seq"))
 
 
 def orm_stored_messages(order_ids: Iterable[str]) -> dict[tuple[str, str, str], int]:
     """(order_id, author_id, client_msg_id) -> seq of every stored message."""
-    from chat_service.models import Event
+    from chat_service.threads.models import Event
 
     rows = Event.objects.filter(thread_id__in=list(order_ids), client_msg_id__isnull=False).values_list(
-        "thread_id", "author_id", "client_msg_id", "seq")
+        "thread_id", "author_id", "client_msg_id", "seq"
+    )
     return {(t, a, c): s for t, a, c, s in rows}
 
 
@@ -321,8 +379,9 @@ def pg_last_seqs(url: str, order_ids: Iterable[str]) -> dict[str, int]:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        rows = conn.execute("SELECT order_id, last_seq FROM chat_service_thread WHERE order_id = ANY(%s)",
-                            [list(order_ids)]).fetchall()
+        rows = conn.execute(
+            "SELECT order_id, last_seq FROM chat_service_thread WHERE order_id = ANY(%s)", [list(order_ids)]
+        ).fetchall()
     return {r[0]: int(r[1]) for r in rows}
 
 
@@ -332,7 +391,9 @@ def pg_stored_messages(url: str, order_ids: Iterable[str]) -> dict[tuple[str, st
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT thread_id, author_id, client_msg_id, seq FROM chat_service_event "
-            "WHERE thread_id = ANY(%s) AND client_msg_id IS NOT NULL", [list(order_ids)]).fetchall()
+            "WHERE thread_id = ANY(%s) AND client_msg_id IS NOT NULL",
+            [list(order_ids)],
+        ).fetchall()
     return {(t, a, c): int(s) for t, a, c, s in rows}
 
 
@@ -372,8 +433,16 @@ class ChatLoad:
         self.peers: list[ServicePeer] = []
         for i, thread in enumerate(threads):
             for j, party in enumerate((thread.buyer, thread.seller)):
-                self.peers.append(ServicePeer(_rotated(urls, i + j), party, thread.order_id, counters=self.counters,
-                                              latencies=self.latencies, jitter_s=jitter_s))
+                self.peers.append(
+                    ServicePeer(
+                        _rotated(urls, i + j),
+                        party,
+                        thread.order_id,
+                        counters=self.counters,
+                        latencies=self.latencies,
+                        jitter_s=jitter_s,
+                    )
+                )
         self.rng = random.Random(seed)
         self.acked: list[Acked] = []
         self.unacked: list[str] = []
@@ -449,8 +518,15 @@ class ChatLoad:
         while True:
             started = now()
             seq = await peer.send(client_msg_id=message_id, give_up_after_s=max(1.0, deadline - started))
-            self.attempts.append(Attempt("message.send", started, now(), seq is not None,
-                                         "" if seq is not None else "error reply (see error_replies)"))
+            self.attempts.append(
+                Attempt(
+                    "message.send",
+                    started,
+                    now(),
+                    seq is not None,
+                    "" if seq is not None else "error reply (see error_replies)",
+                )
+            )
             if seq is not None:
                 self.acked.append(Acked(peer.order_id, peer.party.user_id, message_id, seq))
                 return
@@ -472,9 +548,11 @@ class ChatLoad:
         return False
 
     def behind(self, last: dict[str, int]) -> list[str]:
-        return [f"{p.party.user_id}@{p.order_id}: saw {p.last_seq}/{last.get(p.order_id)} "
-                f"connected={p.connected.is_set()}" for p in self.peers
-                if not (p.connected.is_set() and p.last_seq >= last.get(p.order_id, 0))]
+        return [
+            f"{p.party.user_id}@{p.order_id}: saw {p.last_seq}/{last.get(p.order_id)} connected={p.connected.is_set()}"
+            for p in self.peers
+            if not (p.connected.is_set() and p.last_seq >= last.get(p.order_id, 0))
+        ]
 
     async def close(self) -> None:
         self._stop_sending.set()
@@ -495,18 +573,25 @@ class ChatLoad:
         not_stored = [a for a in self.acked if stored.get((a.order_id, a.author_id, a.client_msg_id)) != a.seq]
         return {
             **total.as_dict(),
-            "sent": self.sent, "acked": len(self.acked), "unacked": len(self.unacked),
-            "acked_not_stored": len(not_stored), "stored_messages": len(stored),
+            "sent": self.sent,
+            "acked": len(self.acked),
+            "unacked": len(self.unacked),
+            "acked_not_stored": len(not_stored),
+            "stored_messages": len(stored),
             "resent_after_error_reply": self.refusals,
             "examples": worst + [f"acked, not stored as acked: {a}" for a in not_stored[:3]],
         }
 
     def socket_figures(self) -> dict[str, Any]:
         return {
-            "sockets": len(self.peers), "drops": self.counters.drops, "reconnects": self.reconnects,
-            "close_codes": dict(self.counters.close_codes), "handshake_errors": self.counters.handshake_errors,
+            "sockets": len(self.peers),
+            "drops": self.counters.drops,
+            "reconnects": self.reconnects,
+            "close_codes": dict(self.counters.close_codes),
+            "handshake_errors": self.counters.handshake_errors,
             "handshake_error_kinds": dict(self.counters.handshake_error_kinds),
-            "error_replies": dict(self.counters.error_replies), "resends": self.counters.resends,
+            "error_replies": dict(self.counters.error_replies),
+            "resends": self.counters.resends,
         }
 
 
@@ -520,7 +605,7 @@ def _rotated(urls: list[str], by: int) -> list[str]:
 
 def topic_subscriptions(client: redis.Redis, redis_prefix: str) -> list[str]:
     """What the broker keeps in Redis for sockets: every subscribed topic, once per process
-    subscribed to it (chat_service.broadcast)."""
+    subscribed to it (chat_service.machinery.broadcast)."""
     residue = []
     for channel in client.pubsub_channels(f"{redis_prefix}:*"):
         subscribers = int(dict(client.pubsub_numsub(channel))[channel])
@@ -540,7 +625,7 @@ def connection_entries(client: redis.Redis, redis_prefix: str) -> dict[str, list
     for key in client.scan_iter(match=f"{marker}*", count=1000):
         members = client.zrange(key, 0, -1, withscores=True)
         if members:
-            entries[key.decode()[len(marker):]] = [(m.decode(), float(s)) for m, s in members]
+            entries[key.decode()[len(marker) :]] = [(m.decode(), float(s)) for m, s in members]
     return entries
 
 

@@ -27,11 +27,12 @@ from urllib.parse import urlencode
 import pytest
 from channels.db import database_sync_to_async
 
-from chat_service import protocol, services
 from chat_service.client import ChatClient
-from orders_bridge.models import OrderStatus
-from orders_bridge.services.disputes import dispute_add_return_tracking, dispute_open, dispute_respond
-from orders_bridge.services.offers import offer_make, offer_request
+from chat_service.commerce.models import OrderStatus
+from chat_service.commerce.services.disputes import dispute_add_return_tracking, dispute_open, dispute_respond
+from chat_service.commerce.services.offers import offer_make, offer_request
+from chat_service.protocol import frames
+from chat_service.threads import services
 from tests.factories import make_order, token_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -41,8 +42,7 @@ SEED = 2026
 NO_ORDER, NO_OFFER, NO_DISPUTE = "AZ-NO-SUCH-ORDER", "999999999999", "999999999999"
 HTTP_CONCURRENCY = 8
 # Commands that do not name an order, offer or dispute (presence has its own test below).
-NOT_ABOUT_AN_ORDER = {"ping", "thread.leave", "presence.subscribe", "presence.unsubscribe",
-                      "notifications.preferences"}
+NOT_ABOUT_AN_ORDER = {"ping", "thread.leave", "presence.subscribe", "presence.unsubscribe", "notifications.preferences"}
 
 
 def order_commands(order_id: str) -> list[tuple[str, dict[str, Any]]]:
@@ -59,8 +59,16 @@ def order_commands(order_id: str) -> list[tuple[str, dict[str, Any]]]:
         ("order.cancel", {"order_id": order_id}),
         ("order.confirm_receipt", {"order_id": order_id}),
         ("order.leave_feedback", {"order_id": order_id, "rating": 1, "comment": "bad"}),
-        ("dispute.open", {"order_id": order_id, "reason": "not_received", "refund_amount": "1.00",
-                          "return_item": False, "details": "where is it"}),
+        (
+            "dispute.open",
+            {
+                "order_id": order_id,
+                "reason": "not_received",
+                "refund_amount": "1.00",
+                "return_item": False,
+                "details": "where is it",
+            },
+        ),
     ]
 
 
@@ -125,9 +133,13 @@ def build_market(rng: random.Random) -> Market:
         kind = kinds[i % len(kinds)]
         buyer = rng.choice(buyers)
         seller = rng.choice([s for s in sellers if s != buyer])
-        status = {"dispute": OrderStatus.AWAITING_ACCEPTANCE, "countered": OrderStatus.AWAITING_ACCEPTANCE,
-                  "return": OrderStatus.AWAITING_ACCEPTANCE, "completed": OrderStatus.COMPLETED,
-                  "shipment": OrderStatus.AWAITING_SHIPMENT}.get(kind, OrderStatus.AWAITING_PAYMENT)
+        status = {
+            "dispute": OrderStatus.AWAITING_ACCEPTANCE,
+            "countered": OrderStatus.AWAITING_ACCEPTANCE,
+            "return": OrderStatus.AWAITING_ACCEPTANCE,
+            "completed": OrderStatus.COMPLETED,
+            "shipment": OrderStatus.AWAITING_SHIPMENT,
+        }.get(kind, OrderStatus.AWAITING_PAYMENT)
         secret = f"secret-{i}-{uuid.uuid4().hex[:8]}"
         order = make_order(buyer_id=buyer, seller_id=seller, status=status, item_title=f"Item {secret}")
         market.parties[order.pk] = (buyer, seller)
@@ -139,8 +151,14 @@ def build_market(rng: random.Random) -> Market:
         elif kind == "request":
             offers.append(str(offer_request(user_id=buyer, order_id=order.pk, note="less?").pk))
         elif kind in ("dispute", "countered", "return"):
-            dispute = dispute_open(user_id=buyer, order_id=order.pk, reason="not_received", refund_amount="10.00",
-                                   return_item=kind == "return", details=secret)
+            dispute = dispute_open(
+                user_id=buyer,
+                order_id=order.pk,
+                reason="not_received",
+                refund_amount="10.00",
+                return_item=kind == "return",
+                details=secret,
+            )
             disputes.append(str(dispute.pk))
             if kind == "countered":
                 dispute_respond(user_id=seller, dispute_id=str(dispute.pk), action="counter", refund_amount="5.00")
@@ -160,8 +178,10 @@ class Tally:
     codes: Counter[str] = field(default_factory=Counter)
 
     def figures(self) -> str:
-        return (f"socket commands {self.socket_requests}, HTTP requests {self.http_requests}, "
-                f"successes {len(self.successes)}, refusals {dict(self.codes)}")
+        return (
+            f"socket commands {self.socket_requests}, HTTP requests {self.http_requests}, "
+            f"successes {len(self.successes)}, refusals {dict(self.codes)}"
+        )
 
 
 async def refusal(client: ChatClient, frame_type: str, fields: dict[str, Any], tally: Tally) -> dict[str, Any]:
@@ -184,15 +204,18 @@ async def test_200_strangers_get_not_found_for_every_command_and_endpoint(daphne
     rng = random.Random(SEED)
     market = await database_sync_to_async(build_market)(rng)
     swept_commands = {name for name, _ in order_commands("x") + offer_commands("1") + dispute_commands("1")}
-    assert swept_commands == set(protocol.COMMANDS) - NOT_ABOUT_AN_ORDER, "a command naming an order is not swept"
+    assert swept_commands == set(frames.COMMANDS) - NOT_ABOUT_AN_ORDER, "a command naming an order is not swept"
     schema = (await asyncio.to_thread(http, "GET", f"{server.http_url}/api/schema/")).json
-    order_paths = {(method.upper(), path) for path, ops in schema["paths"].items() if "{order_id}" in path
-                   for method in ops}
-    assert {(m, template(p, "X")) for m, p, _ in http_requests("X")} == order_paths, \
+    order_paths = {
+        (method.upper(), path) for path, ops in schema["paths"].items() if "{order_id}" in path for method in ops
+    }
+    assert {(m, template(p, "X")) for m, p, _ in http_requests("X")} == order_paths, (
         "an endpoint with an order in its path is not swept"
+    )
 
-    strangers = [(user, order_id) for user in market.users for order_id in market.parties
-                 if user not in market.parties[order_id]]
+    strangers = [
+        (user, order_id) for user in market.users for order_id in market.parties if user not in market.parties[order_id]
+    ]
     pairs = rng.sample(strangers, PAIRS)
     clients = {user: await ChatClient.open(server.ws_url, token_for(user)) for user in market.users}
     before = await database_sync_to_async(db_state.snapshot)()
@@ -207,8 +230,9 @@ async def test_200_strangers_get_not_found_for_every_command_and_endpoint(daphne
             reference[(name, tuple(sorted(fields)))] = error
         http_reference = {}
         for method, path, body in http_requests(NO_ORDER):
-            answer = await asyncio.to_thread(http, method, server.http_url + path, token=token_for("az-outsider-0"),
-                                             body=body)
+            answer = await asyncio.to_thread(
+                http, method, server.http_url + path, token=token_for("az-outsider-0"), body=body
+            )
             assert answer.status == 404 and answer.is_json, (method, path, answer)
             http_reference[(method, template(path, NO_ORDER))] = answer.json
 
@@ -236,42 +260,57 @@ async def test_200_strangers_get_not_found_for_every_command_and_endpoint(daphne
                     if answer.status < 400:
                         tally.successes.append(f"{method} {path} as {user}: {answer.status} {answer.raw[:200]!r}")
                         continue
-                    assert answer.is_json and answer.json == http_reference[(method, template(path, order_id))], \
-                        (user, method, path, answer)
+                    assert answer.is_json and answer.json == http_reference[(method, template(path, order_id))], (
+                        user,
+                        method,
+                        path,
+                        answer,
+                    )
                     tally.codes[f"http {answer.status} {answer.json['error']['code']}"] += 1
                     assert not leaks(answer.raw.decode(), market.secrets[order_id]), (user, path, answer)
                 # Searching for the order by its id finds nothing, rather than a 404.
-                found = await asyncio.to_thread(http, "GET", f"{server.http_url}/api/orders/?"
-                                                + urlencode({"order_id": order_id}), token=token)
+                found = await asyncio.to_thread(
+                    http, "GET", f"{server.http_url}/api/orders/?" + urlencode({"order_id": order_id}), token=token
+                )
                 tally.http_requests += 1
                 assert found.status == 200 and found.json["orders"] == [], (user, order_id, found)
 
         by_user: dict[str, list[str]] = {}
         for user, order_id in pairs:
             by_user.setdefault(user, []).append(order_id)
-        await asyncio.gather(*(sweep_socket(user, orders) for user, orders in by_user.items()),
-                             *(sweep_http(user, order_id) for user, order_id in pairs))
+        await asyncio.gather(
+            *(sweep_socket(user, orders) for user, orders in by_user.items()),
+            *(sweep_http(user, order_id) for user, order_id in pairs),
+        )
 
         # Each user's own lists: exactly their orders.
         for user in market.users:
             own = market.orders_of(user)
             token = token_for(user)
             lists = {
-                "threads": [t["order"]["order_id"] for t in
-                            (await asyncio.to_thread(http, "GET", f"{server.http_url}/api/threads/?limit=200",
-                                                     token=token)).json["threads"]],
-                "orders": [o["order_id"] for o in
-                           (await asyncio.to_thread(http, "GET", f"{server.http_url}/api/orders/?limit=50",
-                                                    token=token)).json["orders"]],
-                "disputes": [d["order"]["order_id"] for d in
-                             (await asyncio.to_thread(http, "GET", f"{server.http_url}/api/disputes/?limit=50",
-                                                      token=token)).json["disputes"]],
+                "threads": [
+                    t["order"]["order_id"]
+                    for t in (
+                        await asyncio.to_thread(http, "GET", f"{server.http_url}/api/threads/?limit=200", token=token)
+                    ).json["threads"]
+                ],
+                "orders": [
+                    o["order_id"]
+                    for o in (
+                        await asyncio.to_thread(http, "GET", f"{server.http_url}/api/orders/?limit=50", token=token)
+                    ).json["orders"]
+                ],
+                "disputes": [
+                    d["order"]["order_id"]
+                    for d in (
+                        await asyncio.to_thread(http, "GET", f"{server.http_url}/api/disputes/?limit=50", token=token)
+                    ).json["disputes"]
+                ],
             }
             tally.http_requests += 3
             assert set(lists["threads"]) == own and set(lists["orders"]) == own, (user, lists, own)
             assert set(lists["disputes"]) == {o for o in own if market.disputes[o]}, (user, lists)
-            counts = (await asyncio.to_thread(http, "GET", f"{server.http_url}/api/orders/counts/",
-                                              token=token)).json
+            counts = (await asyncio.to_thread(http, "GET", f"{server.http_url}/api/orders/counts/", token=token)).json
             tally.http_requests += 1
             assert counts["all"] == len(own), (user, counts, own)
             joined = clients[user]
@@ -281,8 +320,10 @@ async def test_200_strangers_get_not_found_for_every_command_and_endpoint(daphne
         for client in clients.values():
             await client.close()
     changed = await database_sync_to_async(db_state.changed_since)(before)
-    figures = (f"pairs {len(pairs)}, users {len(market.users)}, orders {len(market.parties)}; {tally.figures()}; "
-               f"rows changed {len(changed)}")
+    figures = (
+        f"pairs {len(pairs)}, users {len(market.users)}, orders {len(market.parties)}; {tally.figures()}; "
+        f"rows changed {len(changed)}"
+    )
     print(f"\n[authorization sweep] {figures}")
     assert tally.successes == [], f"{tally.successes[:5]}; {figures}"
     assert changed == {}, f"{changed}; {figures}"
@@ -314,8 +355,15 @@ def role_scenarios() -> list[Swap]:
         return str(offer_make(user_id=SELLER, order_id=order(), price="12.00").pk)
 
     def dispute(*, then: str | None = None, return_item: bool = False) -> str:
-        dispute_id = str(dispute_open(user_id=BUYER, order_id=order(OrderStatus.AWAITING_ACCEPTANCE),
-                                      reason="wrong_size", refund_amount="10.00", return_item=return_item).pk)
+        dispute_id = str(
+            dispute_open(
+                user_id=BUYER,
+                order_id=order(OrderStatus.AWAITING_ACCEPTANCE),
+                reason="wrong_size",
+                refund_amount="10.00",
+                return_item=return_item,
+            ).pk
+        )
         if then == "counter":
             dispute_respond(user_id=SELLER, dispute_id=dispute_id, action="counter", refund_amount="4.00")
         elif then in ("awaiting_return", "return_shipped"):
@@ -330,15 +378,26 @@ def role_scenarios() -> list[Swap]:
         ("offer.decline", {"offer_id": offer()}),
         ("order.cancel", {"order_id": order()}),
         ("order.confirm_receipt", {"order_id": order(OrderStatus.AWAITING_ACCEPTANCE)}),
-        ("order.leave_feedback", {"order_id": make_order(buyer_id=BUYER, seller_id=SELLER,
-                                                         status=OrderStatus.COMPLETED).pk, "rating": 4}),
-        ("dispute.open", {"order_id": order(OrderStatus.AWAITING_ACCEPTANCE), "reason": "not_received",
-                          "refund_amount": "5.00", "return_item": False}),
+        (
+            "order.leave_feedback",
+            {"order_id": make_order(buyer_id=BUYER, seller_id=SELLER, status=OrderStatus.COMPLETED).pk, "rating": 4},
+        ),
+        (
+            "dispute.open",
+            {
+                "order_id": order(OrderStatus.AWAITING_ACCEPTANCE),
+                "reason": "not_received",
+                "refund_amount": "5.00",
+                "return_item": False,
+            },
+        ),
         ("dispute.accept_counter", {"dispute_id": dispute(then="counter")}),
         ("dispute.escalate", {"dispute_id": dispute()}),
         ("dispute.cancel", {"dispute_id": dispute()}),
-        ("dispute.add_return_tracking", {"dispute_id": dispute(then="awaiting_return", return_item=True),
-                                         "tracking_number": "LP2"}),
+        (
+            "dispute.add_return_tracking",
+            {"dispute_id": dispute(then="awaiting_return", return_item=True), "tracking_number": "LP2"},
+        ),
     ]
     seller_only = [
         ("offer.make", {"order_id": order(), "price": "9.00"}),
@@ -348,14 +407,15 @@ def role_scenarios() -> list[Swap]:
         ("dispute.respond", {"dispute_id": dispute(), "action": "counter", "refund_amount": "3.00"}),
         ("dispute.confirm_return", {"dispute_id": dispute(then="return_shipped", return_item=True)}),
     ]
-    return ([Swap(c, f, wrong=SELLER, right=BUYER) for c, f in buyer_only]
-            + [Swap(c, f, wrong=BUYER, right=SELLER) for c, f in seller_only])
+    return [Swap(c, f, wrong=SELLER, right=BUYER) for c, f in buyer_only] + [
+        Swap(c, f, wrong=BUYER, right=SELLER) for c, f in seller_only
+    ]
 
 
 async def test_actions_of_one_role_are_forbidden_to_the_other_and_change_nothing(daphne, db_state):
     (server,) = await daphne.start(1)
     swaps = await database_sync_to_async(role_scenarios)()
-    commerce = set(protocol.COMMERCE_TYPES)
+    commerce = set(frames.COMMERCE_TYPES)
     assert {s.command for s in swaps} == commerce, f"not swapped: {commerce - {s.command for s in swaps}}"
     clients = {user: await ChatClient.open(server.ws_url, token_for(user)) for user in (BUYER, SELLER)}
     before = await database_sync_to_async(db_state.snapshot)()
@@ -379,8 +439,10 @@ async def test_actions_of_one_role_are_forbidden_to_the_other_and_change_nothing
     finally:
         for client in clients.values():
             await client.close()
-    figures = (f"role-swapped attempts {len(swaps)}, successes {len(successes)}, refusals {dict(refused)}, "
-               f"rows changed {len(changed)}; controls by the right role {sum(controls.values())} ok")
+    figures = (
+        f"role-swapped attempts {len(swaps)}, successes {len(successes)}, refusals {dict(refused)}, "
+        f"rows changed {len(changed)}; controls by the right role {sum(controls.values())} ok"
+    )
     print(f"\n[role swap] {figures}")
     assert successes == [], f"{successes}; {figures}"
     assert changed == {}, f"{changed}; {figures}"
@@ -398,8 +460,14 @@ async def test_presence_says_nothing_about_users_who_sell_nothing(daphne, http):
     try:
         ids = ["az-only-buyer", "az-never-seen", "az-real-seller"]
         snapshot = (await watcher.request("presence.subscribe", seller_ids=ids))["sellers"]
-        over_http = (await asyncio.to_thread(http, "GET", f"{server.http_url}/api/presence/?seller_ids={','.join(ids)}",
-                                             token=token_for("az-watcher"))).json["sellers"]
+        over_http = (
+            await asyncio.to_thread(
+                http,
+                "GET",
+                f"{server.http_url}/api/presence/?seller_ids={','.join(ids)}",
+                token=token_for("az-watcher"),
+            )
+        ).json["sellers"]
         for sellers in (snapshot, over_http):
             assert sellers["az-only-buyer"] == sellers["az-never-seen"], sellers
             assert sellers["az-real-seller"]["status"] == "online", sellers  # the control
@@ -409,4 +477,3 @@ async def test_presence_says_nothing_about_users_who_sell_nothing(daphne, http):
     finally:
         for client in (seller, watcher):
             await client.close()
-

@@ -5,7 +5,7 @@ tests/orders_bridge/test_webhook.py covers the same rules in-process (Django's t
 one thread per request); here the requests go through Daphne, concurrently into separate
 processes whose transactions really race, and the effects are read back from PostgreSQL
 and from a socket that joined the thread. The request bodies come from that module's
-helpers; the signatures are computed here, independently of orders_bridge.signatures.
+helpers; the signatures are computed here, independently of chat_service.machinery.signatures.
 
 * Every bad signature (wrong, retired or no secret, stale or future timestamp, tampered
   body or timestamp, malformed or missing header) is a 401 with a JSON error code and
@@ -37,8 +37,8 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from chat_service.client import ChatClient
-from chat_service.models import Event, Thread
-from orders_bridge.models import InboxEvent, Order
+from chat_service.commerce.models import InboxEvent, Order
+from chat_service.threads.models import Event, Thread
 from tests.e2e.conftest import DaphneFactory
 from tests.e2e.servers import DaphneServer, spawn
 from tests.factories import token_for
@@ -126,10 +126,16 @@ def bad_signatures(body: bytes, now: int) -> dict[str, tuple[bytes, str | None, 
         "tampered body": (body.replace(b"19.90", b"0.01"), good, INVALID),
         "signature of another body": (body, sign(SECRET, other, now), INVALID),
         "tampered timestamp": (body, f"t={now + 1},v1={mac}", INVALID),
-        "MAC without the timestamp": (body, f"t={now},v1={hmac.new(SECRET.encode(), body, 'sha256').hexdigest()}",
-                                      INVALID),
-        "SHA-1 MAC": (body, f"t={now},v1={hmac.new(SECRET.encode(), f'{now}.'.encode() + body, 'sha1').hexdigest()}",
-                      INVALID),
+        "MAC without the timestamp": (
+            body,
+            f"t={now},v1={hmac.new(SECRET.encode(), body, 'sha256').hexdigest()}",
+            INVALID,
+        ),
+        "SHA-1 MAC": (
+            body,
+            f"t={now},v1={hmac.new(SECRET.encode(), f'{now}.'.encode() + body, 'sha1').hexdigest()}",
+            INVALID,
+        ),
         "MAC of the wrong length": (body, f"t={now},v1={mac[:-2]}", INVALID),
         "MAC not hex": (body, f"t={now},v1={'z' * 64}", INVALID),
         "no v1": (body, f"t={now}", INVALID),
@@ -200,7 +206,8 @@ def test_replayed_request_is_acknowledged_and_has_no_second_effect(servers, http
     order = Order.objects.get(pk="R1")
     assert (order.version, order.status) == (2, "awaiting_shipment")
     assert [e.body for e in Event.objects.filter(thread_id="R1").order_by("seq")] == [
-        "Paid — the seller will ship soon"]
+        "Paid — the seller will ship soon"
+    ]
     assert InboxEvent.objects.filter(order_id="R1").count() == 3
 
 
@@ -218,12 +225,12 @@ class Delivery:
     signed: bytes | None = None
 
     def header(self) -> str:
-        return sign(self.secret, self.signed if self.signed is not None else self.body,
-                    int(time.time()) - self.age_s)
+        return sign(self.secret, self.signed if self.signed is not None else self.body, int(time.time()) - self.age_s)
 
 
 def storm(http: Http, servers: list[DaphneServer], deliveries: list[Delivery]) -> list[Any]:
     """Every delivery at once from THREADS threads, spread over the processes."""
+
     def send(item: tuple[int, Delivery]) -> Any:
         index, delivery = item
         return deliver(http, servers[index % len(servers)], delivery.body, delivery.header())
@@ -249,11 +256,14 @@ async def test_one_event_delivered_60_times_at_once_has_one_effect_and_one_push(
         pushed = [f for f in buyer.drain() if f.get("type") == "thread.event"]
     finally:
         await buyer.close()
-    events = await database_sync_to_async(lambda: list(Event.objects.filter(thread_id="S1").values_list(
-        "seq", "body")))()
+    events = await database_sync_to_async(
+        lambda: list(Event.objects.filter(thread_id="S1").values_list("seq", "body"))
+    )()
     inbox = await database_sync_to_async(InboxEvent.objects.filter(order_id="S1").count)()
-    figures = f"deliveries {REPEATS} over {len(servers)} processes, outcomes {dict(outcomes)}, " \
-              f"thread events {len(events)}, pushes {len(pushed)}, inbox rows {inbox}"
+    figures = (
+        f"deliveries {REPEATS} over {len(servers)} processes, outcomes {dict(outcomes)}, "
+        f"thread events {len(events)}, pushes {len(pushed)}, inbox rows {inbox}"
+    )
     print(f"\n[bridge storm, one event] {figures}")
     assert outcomes == {"applied": 1, "duplicate": REPEATS - 1}, figures
     assert events == [(1, "Paid — the seller will ship soon")], figures
@@ -272,7 +282,7 @@ def renamed(body: dict[str, Any], prefix: str) -> dict[str, Any]:
 def final_rows(prefix: str) -> dict[str, dict[str, Any]]:
     fields = [f for f in ORDER_FIELDS if f != "order_id"]
     rows = Order.objects.filter(order_id__startswith=prefix).values("order_id", *fields)
-    return {row.pop("order_id")[len(prefix):]: row for row in rows}
+    return {row.pop("order_id")[len(prefix) :]: row for row in rows}
 
 
 def test_lifecycles_shuffled_with_repeats_and_forgeries_end_as_in_order_delivery(servers, http):
@@ -292,8 +302,7 @@ def shuffled_storm(servers: list[DaphneServer], http: Http, orders: int) -> None
     def in_order(item: tuple[int, list[dict[str, Any]]]) -> list[str]:
         index, events = item
         raws = [raw_of(renamed(body, "A")) for body in events]
-        return [outcome_of(deliver(http, servers[index % len(servers)], raw, Delivery(raw).header()))
-                for raw in raws]
+        return [outcome_of(deliver(http, servers[index % len(servers)], raw, Delivery(raw).header())) for raw in raws]
 
     with ThreadPoolExecutor(THREADS) as pool:
         assert set(itertools.chain.from_iterable(pool.map(in_order, enumerate(per_order)))) == {"applied"}
@@ -307,24 +316,31 @@ def shuffled_storm(servers: list[DaphneServer], http: Http, orders: int) -> None
     repeats = rng.sample(genuine, len(genuine) // 3)
     forged = [Delivery(raw, RETIRED) for raw in rng.sample(bodies, orders // 2)]
     forged += [Delivery(raw, age_s=3600) for raw in rng.sample(bodies, orders // 4)]
-    forged += [Delivery(raw.replace(b'"version": ', b'"version": 9'), signed=raw)
-               for raw in rng.sample(bodies, orders // 4)]
+    forged += [
+        Delivery(raw.replace(b'"version": ', b'"version": 9'), signed=raw) for raw in rng.sample(bodies, orders // 4)
+    ]
     deliveries = genuine + repeats + forged
     rng.shuffle(deliveries)
     started = time.monotonic()
     answers = storm(http, servers, deliveries)
     elapsed = time.monotonic() - started
 
-    outcomes = Counter(a.json["outcome"] if a.status == 200 else f"{a.status} {a.json['error']['code']}"
-                       for a in answers)
+    outcomes = Counter(
+        a.json["outcome"] if a.status == 200 else f"{a.status} {a.json['error']['code']}" for a in answers
+    )
     actual = final_rows("B")
     # (A thread's key is its order: a foreign key, with no startswith lookup.)
     threads = {pk: last for pk, last in Thread.objects.values_list("pk", "last_seq") if pk.startswith("B")}
-    events = [row for row in Event.objects.order_by("thread_id", "seq").values_list("thread_id", "seq", "data")
-              if row[0].startswith("B")]
-    figures = (f"deliveries {len(deliveries)} ({len(genuine)} events, {len(repeats)} repeats, {len(forged)} "
-               f"forged) over {len(servers)} processes x {THREADS} threads in {elapsed:.1f} s; "
-               f"outcomes {dict(outcomes)}; orders {len(actual)}, thread events {len(events)}")
+    events = [
+        row
+        for row in Event.objects.order_by("thread_id", "seq").values_list("thread_id", "seq", "data")
+        if row[0].startswith("B")
+    ]
+    figures = (
+        f"deliveries {len(deliveries)} ({len(genuine)} events, {len(repeats)} repeats, {len(forged)} "
+        f"forged) over {len(servers)} processes x {THREADS} threads in {elapsed:.1f} s; "
+        f"outcomes {dict(outcomes)}; orders {len(actual)}, thread events {len(events)}"
+    )
     print(f"\n[bridge storm, shuffled] {figures}")
     assert outcomes["401 unauthorized"] == len(forged), figures
     assert outcomes["duplicate"] == len(repeats), figures

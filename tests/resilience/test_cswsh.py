@@ -34,8 +34,8 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.sessions.backends.db import SessionStore
 
-from chat_service.identity import SESSION_KEY, token_mint
-from chat_service.models import Event
+from chat_service.threads.models import Event
+from chat_service.transport.identity import SESSION_KEY, token_mint
 from tests.e2e.servers import DaphneServer, start_blocking
 from tests.factories import make_order, token_for
 
@@ -59,13 +59,17 @@ def own_origin(server: DaphneServer) -> str:
     return f"http://127.0.0.1:{server.port}"
 
 
-async def handshake(server: DaphneServer, *, token: str | None = None, origin: str | None = None,
-                    headers: list[tuple[str, str]] | None = None) -> tuple[str, Any]:
+async def handshake(
+    server: DaphneServer,
+    *,
+    token: str | None = None,
+    origin: str | None = None,
+    headers: list[tuple[str, str]] | None = None,
+) -> tuple[str, Any]:
     """("refused", HTTP status), ("closed", close code) or ("hello", the hello frame)."""
     url = server.ws_url if token is None else f"{server.ws_url}?{urlencode({'token': token})}"
     try:
-        async with websockets.connect(url, origin=origin, additional_headers=headers,
-                                      open_timeout=TIMEOUT_S) as socket:
+        async with websockets.connect(url, origin=origin, additional_headers=headers, open_timeout=TIMEOUT_S) as socket:
             try:
                 frame = json.loads(await asyncio.wait_for(socket.recv(), TIMEOUT_S))
             except websockets.ConnectionClosed as exc:
@@ -158,9 +162,13 @@ async def test_session_cookie_writes_from_a_foreign_page_are_refused_and_reads_n
     order = await database_sync_to_async(make_order)(buyer_id=BOB, seller_id="cs-seller")
     cookie = await database_sync_to_async(session_cookie)(BOB)
     url = f"{server.http_url}/api/threads/{order.pk}/messages/"
-    forged = await asyncio.to_thread(http, "POST", url, body={"client_msg_id": "csrf-1", "body": "transfer"},
-                                     headers={"Cookie": cookie, "Origin": "http://evil.com",
-                                              "Referer": "http://evil.com/attack"})
+    forged = await asyncio.to_thread(
+        http,
+        "POST",
+        url,
+        body={"client_msg_id": "csrf-1", "body": "transfer"},
+        headers={"Cookie": cookie, "Origin": "http://evil.com", "Referer": "http://evil.com/attack"},
+    )
     assert forged.status == 403 and forged.is_json and forged.json["error"]["code"] == "forbidden", forged
     stored = await database_sync_to_async(Event.objects.filter(thread_id=order.pk).count)()
     assert stored == 0
@@ -168,14 +176,18 @@ async def test_session_cookie_writes_from_a_foreign_page_are_refused_and_reads_n
     # keeps it from the foreign page; the widget's origin gets CORS, never with credentials.
     for origin, shared in (("http://evil.com", False), (WIDGET_ORIGIN, True)):
         for method in ("GET", "OPTIONS"):
-            answer = await asyncio.to_thread(http, method, f"{server.http_url}/api/orders/",
-                                             headers={"Cookie": cookie, "Origin": origin,
-                                                      "Access-Control-Request-Method": "GET"})
+            answer = await asyncio.to_thread(
+                http,
+                method,
+                f"{server.http_url}/api/orders/",
+                headers={"Cookie": cookie, "Origin": origin, "Access-Control-Request-Method": "GET"},
+            )
             assert answer.status in (200, 204), (origin, method, answer)
             assert answer.headers.get("Access-Control-Allow-Origin") == (origin if shared else None), answer.headers
             assert "Access-Control-Allow-Credentials" not in answer.headers, answer.headers
-    mine = await asyncio.to_thread(http, "GET", f"{server.http_url}/api/orders/",
-                                   headers={"Cookie": cookie, "Origin": own_origin(server)})
+    mine = await asyncio.to_thread(
+        http, "GET", f"{server.http_url}/api/orders/", headers={"Cookie": cookie, "Origin": own_origin(server)}
+    )
     assert [o["order_id"] for o in mine.json["orders"]] == [order.pk]  # the control: the cookie works
 
 
@@ -205,8 +217,9 @@ def forged_tokens() -> dict[str, str]:
     without = {k: v for k, v in claims().items() if k != "exp"}
     return {
         "alg none": jwt.encode(claims(), None, algorithm="none"),
-        "alg none, signature kept": ".".join([b64({"alg": "none", "typ": "JWT"}), b64(claims()),
-                                              valid_for_bob.split(".")[2]]),
+        "alg none, signature kept": ".".join(
+            [b64({"alg": "none", "typ": "JWT"}), b64(claims()), valid_for_bob.split(".")[2]]
+        ),
         "alg none, no signature": ".".join([b64({"alg": "none", "typ": "JWT"}), b64(claims()), ""]),
         "payload tampered (sub)": tampered(valid_for_bob, sub=ALICE),
         "payload tampered (exp)": tampered(token_for(ALICE, ttl_s=-60), exp=now + 3600),
@@ -244,21 +257,29 @@ async def test_forged_token_is_401_over_http(server, http, name):
     assert answer.status == 401 and answer.is_json and answer.json["error"]["code"] == "unauthorized", (name, answer)
 
 
-@pytest.mark.parametrize("authorization", [
-    "Basic Y3MtYWxpY2U6cGFzc3dvcmQ=", "Bearer", "Bearer ", "Token {token}", "{token}", "Bearer  x.y.z",
-])
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "Basic Y3MtYWxpY2U6cGFzc3dvcmQ=",
+        "Bearer",
+        "Bearer ",
+        "Token {token}",
+        "{token}",
+        "Bearer  x.y.z",
+    ],
+)
 async def test_malformed_authorization_header_is_401(server, http, authorization):
     header = authorization.format(token=token_for(ALICE))
-    answer = await asyncio.to_thread(http, "GET", f"{server.http_url}/api/orders/",
-                                     headers={"Authorization": header})
+    answer = await asyncio.to_thread(http, "GET", f"{server.http_url}/api/orders/", headers={"Authorization": header})
     assert answer.status == 401 and answer.json["error"]["code"] == "unauthorized", (header, answer)
 
 
 async def test_expired_token_is_401_over_http(server, http):
-    answer = await asyncio.to_thread(http, "GET", f"{server.http_url}/api/threads/",
-                                     token=token_for(ALICE, ttl_s=-30))
-    assert answer.status == 401 and answer.json["error"] == {"code": "unauthorized",
-                                                              "message": "The token has expired."}
+    answer = await asyncio.to_thread(http, "GET", f"{server.http_url}/api/threads/", token=token_for(ALICE, ttl_s=-30))
+    assert answer.status == 401 and answer.json["error"] == {
+        "code": "unauthorized",
+        "message": "The token has expired.",
+    }
 
 
 @pytest.mark.parametrize("query", ["token=", "access_token={token}", "Token={token}", "token[]={token}"])
@@ -269,8 +290,9 @@ async def test_token_anywhere_but_the_token_parameter_counts_as_missing(server, 
 
 
 async def _handshake_query(server: DaphneServer, query: str) -> tuple[str, Any]:
-    async with websockets.connect(f"{server.ws_url}?{query}", origin=own_origin(server),
-                                  open_timeout=TIMEOUT_S) as socket:
+    async with websockets.connect(
+        f"{server.ws_url}?{query}", origin=own_origin(server), open_timeout=TIMEOUT_S
+    ) as socket:
         try:
             frame = await asyncio.wait_for(socket.recv(), TIMEOUT_S)
         except websockets.ConnectionClosed as exc:
@@ -302,13 +324,16 @@ async def test_a_token_for_alice_never_reaches_bobs_data(server, http):
     # Alice's token with Bob's session cookie, a claim naming Bob, and Bob's id in the query.
     disguised = token_mint(user_id=ALICE, name=BOB)
     url = f"{server.ws_url}?{urlencode({'token': disguised, 'user': BOB, 'sub': BOB})}"
-    async with websockets.connect(url, origin=own_origin(server), additional_headers=[("Cookie", bob_cookie)],
-                                  open_timeout=TIMEOUT_S) as socket:
+    async with websockets.connect(
+        url, origin=own_origin(server), additional_headers=[("Cookie", bob_cookie)], open_timeout=TIMEOUT_S
+    ) as socket:
         hello = json.loads(await asyncio.wait_for(socket.recv(), TIMEOUT_S))
         assert hello["user"]["id"] == ALICE, hello
-        for frame in ({"type": "thread.join", "ref": "j", "order_id": bobs.pk},
-                      {"type": "message.send", "ref": "m", "order_id": bobs.pk, "client_msg_id": "x", "body": "hi"},
-                      {"type": "thread.join", "ref": "j2", "order_id": bobs.pk, "user_id": BOB, "as": BOB}):
+        for frame in (
+            {"type": "thread.join", "ref": "j", "order_id": bobs.pk},
+            {"type": "message.send", "ref": "m", "order_id": bobs.pk, "client_msg_id": "x", "body": "hi"},
+            {"type": "thread.join", "ref": "j2", "order_id": bobs.pk, "user_id": BOB, "as": BOB},
+        ):
             await socket.send(json.dumps(frame))
             reply = json.loads(await asyncio.wait_for(socket.recv(), TIMEOUT_S))
             assert reply["ok"] is False and reply["error"]["code"] == "not_found", (frame, reply)
@@ -318,13 +343,14 @@ async def test_a_token_for_alice_never_reaches_bobs_data(server, http):
         assert own["ok"] and own["data"]["order"]["order_id"] == alices.pk  # the control
     # Over HTTP the bearer token decides, whatever cookie comes with it.
     headers = {"Cookie": bob_cookie}
-    listed = await asyncio.to_thread(http, "GET", f"{server.http_url}/api/orders/", token=disguised,
-                                     headers=headers)
+    listed = await asyncio.to_thread(http, "GET", f"{server.http_url}/api/orders/", token=disguised, headers=headers)
     assert [o["order_id"] for o in listed.json["orders"]] == [alices.pk], listed.json
-    searched = await asyncio.to_thread(http, "GET", f"{server.http_url}/api/orders/?order_id={bobs.pk}",
-                                       token=disguised, headers=headers)
+    searched = await asyncio.to_thread(
+        http, "GET", f"{server.http_url}/api/orders/?order_id={bobs.pk}", token=disguised, headers=headers
+    )
     assert searched.json["orders"] == [], searched.json
-    detail = await asyncio.to_thread(http, "GET", f"{server.http_url}/api/orders/{bobs.pk}/", token=disguised,
-                                     headers=headers)
+    detail = await asyncio.to_thread(
+        http, "GET", f"{server.http_url}/api/orders/{bobs.pk}/", token=disguised, headers=headers
+    )
     assert detail.status == 404 and detail.json["error"]["code"] == "not_found", detail
     assert b"secret" not in detail.raw and b"secret" not in listed.raw

@@ -67,7 +67,8 @@ RUNS = [
 
 @pytest.mark.parametrize("kills", RUNS)
 async def test_daphne_killed_mid_load_clients_move_over_seller_turns_grey_in_bound_and_nothing_leaks(
-        fault_redis, daphne, kills):
+    fault_redis, daphne, kills
+):
     tag = f"dk{kills}x"
     env = {"REDIS_URL": fault_redis.url, **ENV}
     servers = await start_daphne(daphne, 2, **env)
@@ -107,17 +108,25 @@ async def test_daphne_killed_mid_load_clients_move_over_seller_turns_grey_in_bou
                 replacement = asyncio.ensure_future(start_daphne(daphne, 1, **env))
                 snapshot = asyncio.ensure_future(_grey_in_snapshot(survivor.http_url, watcher_token, seller_id))
                 grey = await watcher.next_frame(
-                    "presence.changed", timeout=GREY_BOUND_S + 30,
-                    where=lambda f, s=seller_id: f["seller_id"] == s and f["status"] == "offline")
+                    "presence.changed",
+                    timeout=GREY_BOUND_S + 30,
+                    where=lambda f, s=seller_id: f["seller_id"] == s and f["status"] == "offline",
+                )
                 grey_after_s = now() - killed_at
                 snapshot_grey_after_s = await snapshot - killed_at
                 (servers[victim_index],) = await replacement
                 load.set_urls([s.ws_url for s in servers])
                 back = await wait_for(lambda: _all_connected(load), timeout=60)
-                rounds.append({"grey_after_s": round(grey_after_s, 2), "color": grey["color"],
-                               "snapshot_grey_after_s": round(snapshot_grey_after_s, 2),
-                               "dropped": load.counters.drops - drops_before,
-                               "reconnected": load.reconnects - reconnects_before, "all_back": back})
+                rounds.append(
+                    {
+                        "grey_after_s": round(grey_after_s, 2),
+                        "color": grey["color"],
+                        "snapshot_grey_after_s": round(snapshot_grey_after_s, 2),
+                        "dropped": load.counters.drops - drops_before,
+                        "reconnected": load.reconnects - reconnects_before,
+                        "all_back": back,
+                    }
+                )
             finally:
                 await seller.close()
                 await watcher.close()
@@ -127,8 +136,12 @@ async def test_daphne_killed_mid_load_clients_move_over_seller_turns_grey_in_bou
         caught_up = await load.wait_caught_up(lambda: last_seqs(order_ids), timeout=90)
         last = await last_seqs(order_ids)
         stored = await database_sync_to_async(orm_stored_messages)(order_ids)
-        figures = {**load.audit(last, stored), **load.socket_figures(), "caught_up": caught_up,
-                   "delivery_latency": percentiles(load.latencies.take())}
+        figures = {
+            **load.audit(last, stored),
+            **load.socket_figures(),
+            "caught_up": caught_up,
+            "delivery_latency": percentiles(load.latencies.take()),
+        }
         live_ids = {await process_behind(s) for s in servers}
     finally:
         await load.close()
@@ -143,16 +156,28 @@ async def test_daphne_killed_mid_load_clients_move_over_seller_turns_grey_in_bou
     residue = await asyncio.to_thread(topic_subscriptions, client, prefix)
     entries = await asyncio.to_thread(connection_entries, client, prefix)
     redis_now = await asyncio.to_thread(redis_time_ms, client)
-    unexpired_entries = [(user, conn, round((expires - redis_now) / 1000, 1)) for user, conns in entries.items()
-                         for conn, expires in conns if expires > redis_now]
+    unexpired_entries = [
+        (user, conn, round((expires - redis_now) / 1000, 1))
+        for user, conns in entries.items()
+        for conn, expires in conns
+        if expires > redis_now
+    ]
     owners = {"live": 0, "killed": 0, "unknown": 0}
     for _, conn, _ in unexpired_entries:
         owner = process_of(conn)
         owners["live" if owner in live_ids else "killed" if owner in killed else "unknown"] += 1
     client.close()
-    figures.update(kills=kills, rate=RATE, rounds=rounds, grey_bound_s=GREY_BOUND_S, residue=len(residue),
-                   residue_examples=residue[:5], unexpired_connection_entries=len(unexpired_entries),
-                   unexpired_examples=unexpired_entries[:3], unexpired_owners=owners)
+    figures.update(
+        kills=kills,
+        rate=RATE,
+        rounds=rounds,
+        grey_bound_s=GREY_BOUND_S,
+        residue=len(residue),
+        residue_examples=residue[:5],
+        unexpired_connection_entries=len(unexpired_entries),
+        unexpired_examples=unexpired_entries[:3],
+        unexpired_owners=owners,
+    )
     text = report("daphne kill -9", figures)
 
     # The clients of each killed process reconnected (to the other) and rejoined.

@@ -13,7 +13,7 @@ be used, fail and be replaced during it, and the test could not tell).
 What must hold (docs/operations.md "Failure behaviour"): requests made during the outage
 may fail, with a clear error (``internal``, retryable for the client); once the database is
 back no request fails: connections that died with the restart are health-checked and
-replaced before use (CONN_HEALTH_CHECKS; chat_service/db.py for the socket path). No
+replaced before use (CONN_HEALTH_CHECKS; chat_service/machinery/db.py for the socket path). No
 acknowledged message is lost (acks follow commit).
 """
 
@@ -49,7 +49,8 @@ BURST = 40  # concurrent sends just before and just after the restart
 
 
 async def test_postgres_restarted_mid_load_fails_no_request_once_back_and_loses_no_acked_message(
-        fault_postgres, fault_redis, daphne):
+    fault_postgres, fault_redis, daphne
+):
     tag = "pg"
     database_url = fault_postgres.url("chat")
     env = {"DATABASE_URL": database_url, "REDIS_URL": fault_redis.url, "CHAT_SEND_RATE_COUNT": "100000"}
@@ -75,9 +76,16 @@ async def test_postgres_restarted_mid_load_fails_no_request_once_back_and_loses_
         assert await load.connect(timeout=60) == len(load.peers), report(tag, load.socket_figures())
         load.start_sending(RATE)
         for server in servers:
-            http_probes.start_http(server.http_url, token, [
-                "/api/threads/?limit=20", f"/api/threads/{probe_plan.order_id}/events/?after_seq=0&limit=20",
-                f"/api/presence/?seller_ids={probe_plan.seller.user_id}"], every_s=0.1)
+            http_probes.start_http(
+                server.http_url,
+                token,
+                [
+                    "/api/threads/?limit=20",
+                    f"/api/threads/{probe_plan.order_id}/events/?after_seq=0&limit=20",
+                    f"/api/presence/?seller_ids={probe_plan.seller.user_id}",
+                ],
+                every_s=0.1,
+            )
         probe_sockets(socket_probes)
         await asyncio.sleep(5)
         # The restart falls in a lull of the socket traffic, right after a burst that follows
@@ -91,7 +99,7 @@ async def test_postgres_restarted_mid_load_fails_no_request_once_back_and_loses_
         down_at = now()
         restart_s = await asyncio.to_thread(fault_postgres.restart)
         back_at = now()
-        for peer in load.peers[BURST:2 * BURST]:
+        for peer in load.peers[BURST : 2 * BURST]:
             load.send_one(peer)
         load.start_sending(RATE)
         probe_sockets(socket_probes_after)
@@ -99,20 +107,24 @@ async def test_postgres_restarted_mid_load_fails_no_request_once_back_and_loses_
         await http_probes.stop()
         await socket_probes_after.stop()
         await load.stop_sending()
-        caught_up = await load.wait_caught_up(lambda: asyncio.to_thread(pg_last_seqs, database_url, talked),
-                                              timeout=90)
+        caught_up = await load.wait_caught_up(lambda: asyncio.to_thread(pg_last_seqs, database_url, talked), timeout=90)
         last = await asyncio.to_thread(pg_last_seqs, database_url, talked)
         stored = await asyncio.to_thread(pg_stored_messages, database_url, talked)
-        figures = {**load.audit(last, stored), **load.socket_figures(), "caught_up": caught_up,
-                   "delivery_latency": percentiles(load.latencies.take())}
+        figures = {
+            **load.audit(last, stored),
+            **load.socket_figures(),
+            "caught_up": caught_up,
+            "delivery_latency": percentiles(load.latencies.take()),
+        }
     finally:
         for probes in (http_probes, socket_probes, socket_probes_after):
             await probes.stop()
         await load.close()
     attempts = [*load.attempts, *http_probes.attempts, *socket_probes.attempts, *socket_probes_after.attempts]
     requests = failures_by_phase(attempts, down_at, back_at)
-    figures.update(rate=RATE, restart_s=round(restart_s, 2), after_s=AFTER_S, prepare_s=round(prepare_s, 1),
-                   requests=requests)
+    figures.update(
+        rate=RATE, restart_s=round(restart_s, 2), after_s=AFTER_S, prepare_s=round(prepare_s, 1), requests=requests
+    )
     text = report("postgres restart", figures)
 
     assert all(s.alive for s in servers), text

@@ -38,10 +38,10 @@ SERVER_CLOSES = {"1011", "4000", "4002", "4003", "4004"}  # error, shutdown, hea
 
 @pytest.mark.parametrize("sockets", [400, pytest.param(2000, marks=pytest.mark.heavy)], ids=["400", "2000"])
 async def test_all_sockets_reconnecting_at_once_meet_no_handshake_error_and_all_resync_losing_nothing(
-        fault_redis, daphne, sockets):
+    fault_redis, daphne, sockets
+):
     tag = f"st{sockets}"
-    servers = await start_daphne(daphne, 2, REDIS_URL=fault_redis.url,
-                                 CHAT_SEND_RATE_COUNT="100000")
+    servers = await start_daphne(daphne, 2, REDIS_URL=fault_redis.url, CHAT_SEND_RATE_COUNT="100000")
     order_ids = await database_sync_to_async(seed_threads)(sockets // 2, tag)
     load = ChatLoad(thread_plans(order_ids, tag), [s.ws_url for s in servers], jitter_s=1.0)
     try:
@@ -68,11 +68,16 @@ async def test_all_sockets_reconnecting_at_once_meet_no_handshake_error_and_all_
         caught_up = await load.wait_caught_up(lambda: last_seqs(order_ids), timeout=60)
         last = await last_seqs(order_ids)
         stored = await database_sync_to_async(orm_stored_messages)(order_ids)
-        figures = {**load.audit(last, stored), **load.socket_figures(), "caught_up": caught_up,
-                   "connect_s": round(connect_s, 2), "resynced": len(resynced),
-                   "p50_resync_s": round(resynced[len(resynced) // 2], 2) if resynced else None,
-                   "p99_resync_s": round(resynced[int(0.99 * (len(resynced) - 1))], 2) if resynced else None,
-                   "all_resynced_s": round(resynced[-1], 2) if len(resynced) == sockets else None}
+        figures = {
+            **load.audit(last, stored),
+            **load.socket_figures(),
+            "caught_up": caught_up,
+            "connect_s": round(connect_s, 2),
+            "resynced": len(resynced),
+            "p50_resync_s": round(resynced[len(resynced) // 2], 2) if resynced else None,
+            "p99_resync_s": round(resynced[int(0.99 * (len(resynced) - 1))], 2) if resynced else None,
+            "all_resynced_s": round(resynced[-1], 2) if len(resynced) == sockets else None,
+        }
     finally:
         await load.close()
     text = report("reconnect storm", figures)

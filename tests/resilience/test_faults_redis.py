@@ -4,7 +4,7 @@ The daphne processes use a redis-server of the test's own (``fault_redis``), so 
 restart and pause it. Load: the bench's ServicePeers (bench/traffic.py), a buyer and a seller
 per thread on different processes, a steady rate of ``message.send`` through the fault.
 
-The broker (chat_service.broadcast) keeps its sockets through a restart and loses the
+The broker (chat_service.machinery.broadcast) keeps its sockets through a restart and loses the
 pushes published meanwhile; its reconnect triggers a sync of every joined thread with
 PostgreSQL. Sends that need Redis while it is away are refused as retryable (``internal``)
 and resent by the peers.
@@ -62,8 +62,12 @@ async def settle_and_audit(load: ChatLoad, order_ids: list[str], name: str) -> d
     caught_up = await load.wait_caught_up(lambda: last_seqs(order_ids), timeout=90)
     last = await last_seqs(order_ids)
     stored = await database_sync_to_async(orm_stored_messages)(order_ids)
-    figures = {**load.audit(last, stored), **load.socket_figures(), "caught_up": caught_up,
-               "delivery_latency": percentiles(load.latencies.take())}
+    figures = {
+        **load.audit(last, stored),
+        **load.socket_figures(),
+        "caught_up": caught_up,
+        "delivery_latency": percentiles(load.latencies.take()),
+    }
     if not caught_up:
         figures["behind"] = load.behind(last)[:5]
     return figures
@@ -77,7 +81,8 @@ RUNS = [
 
 @pytest.mark.parametrize("restarts", RUNS)
 async def test_redis_restarted_mid_load_loses_no_message_and_leaves_no_stale_subscription(
-        fault_redis, daphne, restarts):
+    fault_redis, daphne, restarts
+):
     servers, order_ids, load = await start_load(daphne, fault_redis, f"rr{restarts}x")
     outages: list[float] = []
     try:
@@ -107,8 +112,9 @@ async def test_redis_restarted_mid_load_loses_no_message_and_leaves_no_stale_sub
     redis_now = await asyncio.to_thread(redis_time_ms, client)
     client.close()
     live_entries = sum(1 for conns in entries.values() for _, expires in conns if expires > redis_now)
-    figures.update(stale=len(stale), stale_examples=stale[:5], emptied_after_close=emptied,
-                   stale_connection_entries=live_entries)
+    figures.update(
+        stale=len(stale), stale_examples=stale[:5], emptied_after_close=emptied, stale_connection_entries=live_entries
+    )
     text = report("redis restart", figures)
 
     assert all(s.alive for s in servers), text

@@ -30,10 +30,10 @@ from collections import defaultdict
 import pytest
 from django.db import connection, transaction
 
-from chat_service import services
-from chat_service.notifications.models import Notification, NotificationDelivery, NotificationStatus
-from orders_bridge.models import OutboxMessage, OutboxStatus
-from orders_bridge.outbox import outbox_enqueue
+from chat_service.commerce.models import OutboxMessage, OutboxStatus
+from chat_service.commerce.outbox import outbox_enqueue
+from chat_service.threads import services
+from chat_service.threads.notifications.models import Notification, NotificationDelivery, NotificationStatus
 from tests.e2e.servers import REPO_ROOT, server_env
 from tests.resilience.faults import FlakyReceiver, report, seed_threads, signal_name
 
@@ -48,32 +48,46 @@ DONE_WITHIN_S = 180.0  # liveness bound of the whole run
 
 
 def unfinished() -> int:
-    return (OutboxMessage.objects.filter(status=OutboxStatus.PENDING).count()
-            + Notification.objects.filter(status=NotificationStatus.PENDING).count()
-            + NotificationDelivery.objects.filter(status=OutboxStatus.PENDING).count())
+    return (
+        OutboxMessage.objects.filter(status=OutboxStatus.PENDING).count()
+        + Notification.objects.filter(status=NotificationStatus.PENDING).count()
+        + NotificationDelivery.objects.filter(status=OutboxStatus.PENDING).count()
+    )
 
 
 @pytest.mark.parametrize("kills", [2, pytest.param(5, marks=pytest.mark.heavy)], ids=["2x", "5x"])
 def test_outbox_and_notifications_reach_a_30_percent_failing_receiver_through_worker_kills_once_per_key(
-        settings, fault_redis, tmp_path, kills):
+    settings, fault_redis, tmp_path, kills
+):
     settings.NOTIFY = {**settings.NOTIFY, "DIGEST_DELAY_S": 0.0}  # due at once: composed by the worker
     order_ids = seed_threads(THREADS, f"wk{kills}x")
-    receiver = FlakyReceiver(secrets={"/bridge/actions/": BRIDGE_SECRET, "/push/": NOTIFY_SECRET},
-                             fail_rate=0.3, seed=20261126 + kills)
+    receiver = FlakyReceiver(
+        secrets={"/bridge/actions/": BRIDGE_SECRET, "/push/": NOTIFY_SECRET}, fail_rate=0.3, seed=20261126 + kills
+    )
     receiver.start()
     rng = random.Random(kills)
     state = {"kills": 0, "in_run": 0, "kill_at": 0}
     killed_keys: list[tuple[str, int]] = []  # (key, worker run) of each request left unanswered
     worker: dict[str, subprocess.Popen[bytes]] = {}
     exits: list[str] = []
-    env = server_env({
-        "REDIS_URL": fault_redis.url,
-        "ORDER_SYSTEM_URL": receiver.url("/bridge/actions/"), "BRIDGE_SECRET": BRIDGE_SECRET,
-        "ORDER_SYSTEM_TIMEOUT_S": "1", "ORDERS_OUTBOX_LEASE_S": "2",
-        "ORDERS_OUTBOX_BACKOFF_BASE_S": "0.01", "ORDERS_OUTBOX_BACKOFF_MAX_S": "0.2",
-        "NOTIFY_WEBHOOK_URL": receiver.url("/push/"), "NOTIFY_SECRET": NOTIFY_SECRET, "NOTIFY_DIGEST_DELAY_S": "0",
-        "NOTIFY_TIMEOUT_S": "1", "NOTIFY_LEASE_S": "2", "NOTIFY_BACKOFF_BASE_S": "0.01", "NOTIFY_BACKOFF_MAX_S": "0.2",
-    })
+    env = server_env(
+        {
+            "REDIS_URL": fault_redis.url,
+            "ORDER_SYSTEM_URL": receiver.url("/bridge/actions/"),
+            "BRIDGE_SECRET": BRIDGE_SECRET,
+            "ORDER_SYSTEM_TIMEOUT_S": "1",
+            "ORDERS_OUTBOX_LEASE_S": "2",
+            "ORDERS_OUTBOX_BACKOFF_BASE_S": "0.01",
+            "ORDERS_OUTBOX_BACKOFF_MAX_S": "0.2",
+            "NOTIFY_WEBHOOK_URL": receiver.url("/push/"),
+            "NOTIFY_SECRET": NOTIFY_SECRET,
+            "NOTIFY_DIGEST_DELAY_S": "0",
+            "NOTIFY_TIMEOUT_S": "1",
+            "NOTIFY_LEASE_S": "2",
+            "NOTIFY_BACKOFF_BASE_S": "0.01",
+            "NOTIFY_BACKOFF_MAX_S": "0.2",
+        }
+    )
     log_path = tmp_path / "worker.log"
 
     def kill_path() -> str:
@@ -99,8 +113,14 @@ def test_outbox_and_notifications_reach_a_30_percent_failing_receiver_through_wo
         state["in_run"] = 0
         state["kill_at"] = rng.randint(2, 6) if kill_path() == "/bridge/actions/" else rng.randint(1, 2)
         with log_path.open("ab") as log:  # a file: a full pipe would stall the worker
-            worker["process"] = subprocess.Popen([sys.executable, "manage.py", "worker"], cwd=REPO_ROOT, env=env,
-                                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            worker["process"] = subprocess.Popen(
+                [sys.executable, "manage.py", "worker"],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
 
     produced = {"actions": 0, "messages": []}
     producing = threading.Event()
@@ -112,22 +132,30 @@ def test_outbox_and_notifications_reach_a_30_percent_failing_receiver_through_wo
         try:
             started, n = time.monotonic(), 0
             while time.monotonic() - started < PRODUCE_S or (
-                    state["kills"] < kills and time.monotonic() - started < DONE_WITHIN_S / 2):
+                state["kills"] < kills and time.monotonic() - started < DONE_WITHIN_S / 2
+            ):
                 due = int(RATE * (time.monotonic() - started)) - n
                 for _ in range(max(0, due)):
                     if n % 2 == 0:
                         a = produced["actions"]
                         with transaction.atomic():
-                            outbox_enqueue(action="order.receipt_confirmed", order_id=order_ids[a % THREADS],
-                                           payload={"by": "fault-test", "n": a})
+                            outbox_enqueue(
+                                action="order.receipt_confirmed",
+                                order_id=order_ids[a % THREADS],
+                                payload={"by": "fault-test", "n": a},
+                            )
                         produced["actions"] += 1
                     else:
                         m = len(produced["messages"])
-                        outcome = services.message_send(user_id=f"wk{kills}x-s{m % THREADS}",
-                                                        order_id=order_ids[m % THREADS],
-                                                        client_msg_id=uuid.uuid4().hex, body=f"note {m}")
-                        produced["messages"].append((f"wk{kills}x-b{m % THREADS}", order_ids[m % THREADS],
-                                                     outcome.event.seq))
+                        outcome = services.message_send(
+                            user_id=f"wk{kills}x-s{m % THREADS}",
+                            order_id=order_ids[m % THREADS],
+                            client_msg_id=uuid.uuid4().hex,
+                            body=f"note {m}",
+                        )
+                        produced["messages"].append(
+                            (f"wk{kills}x-b{m % THREADS}", order_ids[m % THREADS], outcome.event.seq)
+                        )
                     n += 1
                 time.sleep(0.01)
         finally:
@@ -179,15 +207,24 @@ def test_outbox_and_notifications_reach_a_30_percent_failing_receiver_through_wo
                 notified_in[(payload["user_id"], payload["order_id"], seq)].append(key)
     notifications = {status: Notification.objects.filter(status=status).count() for status in NotificationStatus.values}
     figures = {
-        "kills": state["kills"], "worker_exits": exits, "elapsed_s": round(elapsed_s, 1),
-        "produced_actions": produced["actions"], "produced_messages": len(produced["messages"]),
-        "outbox_rows": len(outbox), "digests": len(digests), "notifications": notifications,
+        "kills": state["kills"],
+        "worker_exits": exits,
+        "elapsed_s": round(elapsed_s, 1),
+        "produced_actions": produced["actions"],
+        "produced_messages": len(produced["messages"]),
+        "outbox_rows": len(outbox),
+        "digests": len(digests),
+        "notifications": notifications,
         "outbox_status": {s: sum(1 for r in outbox.values() if r.status == s) for s in OutboxStatus.values},
         "digest_status": {s: sum(1 for r in digests.values() if r.status == s) for s in OutboxStatus.values},
-        "requests": len(receiver.requests), "outcomes": receiver.outcomes(), "bad_signatures": receiver.bad_signatures,
-        "keys_accepted": len(receiver.applied), "accepted_repeats": sum(receiver.repeats.values()),
+        "requests": len(receiver.requests),
+        "outcomes": receiver.outcomes(),
+        "bad_signatures": receiver.bad_signatures,
+        "keys_accepted": len(receiver.applied),
+        "accepted_repeats": sum(receiver.repeats.values()),
         "max_attempts": max((r.attempts for r in rows.values()), default=0),
-        "lost_keys": len(set(rows) - set(receiver.applied)), "unknown_keys": len(set(requests_by_key) - set(rows)),
+        "lost_keys": len(set(rows) - set(receiver.applied)),
+        "unknown_keys": len(set(requests_by_key) - set(rows)),
         "actions_not_applied": sum(1 for n in range(produced["actions"]) if not actions_in.get(n)),
         "actions_applied_twice": sum(1 for keys in actions_in.values() if len(keys) > 1),
         "notifications_not_applied": sum(1 for m in produced["messages"] if not notified_in.get(m)),
@@ -195,7 +232,8 @@ def test_outbox_and_notifications_reach_a_30_percent_failing_receiver_through_wo
         "bodies_changed": sorted(k for k, rs in requests_by_key.items() if len({r.body for r in rs}) > 1)[:5],
         # The request a worker died in was sent again, unchanged, and accepted by a later worker.
         "killed_keys_resent_later": sum(
-            1 for key, run in killed_keys if any(r.run > run and r.outcome == "200" for r in requests_by_key[key])),
+            1 for key, run in killed_keys if any(r.run > run and r.outcome == "200" for r in requests_by_key[key])
+        ),
     }
     text = report("worker kill -9, receiver failing 30 %", figures)
     if figures["lost_keys"] or figures["actions_not_applied"] or figures["notifications_not_applied"]:

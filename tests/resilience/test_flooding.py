@@ -22,7 +22,7 @@ from channels.db import database_sync_to_async
 
 from bench.traffic import Counters, Latencies, ServicePeer, audit_stream
 from chat_service.client import ChatClient
-from chat_service.models import Event
+from chat_service.threads.models import Event
 from tests.factories import make_order, token_for
 from tests.resilience.faults import orm_last_seqs, report, seed_threads, thread_plans
 
@@ -54,8 +54,11 @@ async def test_a_flooder_is_rate_limited_and_other_conversations_go_on(daphne):
     order_ids = await database_sync_to_async(seed_threads)(PAIRS, "fl")
     flood_order = await database_sync_to_async(make_order)(buyer_id="flooder", seller_id="fl-victim")
     counters, latencies = Counters(), Latencies()
-    peers = [ServicePeer([server.ws_url], party, plan.order_id, counters=counters, latencies=latencies)
-             for plan in thread_plans(order_ids, "fl") for party in (plan.buyer, plan.seller)]
+    peers = [
+        ServicePeer([server.ws_url], party, plan.order_id, counters=counters, latencies=latencies)
+        for plan in thread_plans(order_ids, "fl")
+        for party in (plan.buyer, plan.seller)
+    ]
     for peer in peers:
         peer.start()
     flooder = await ChatClient.open(server.ws_url, token_for("flooder"))
@@ -67,9 +70,17 @@ async def test_a_flooder_is_rate_limited_and_other_conversations_go_on(daphne):
             sent, started = 0, time.monotonic()
             while (elapsed := time.monotonic() - started) < FLOOD_S:
                 for _ in range(int(elapsed * FLOOD_RATE) - sent):
-                    await flooder.send_raw(json.dumps({
-                        "type": "message.send", "ref": f"f{sent}", "order_id": flood_order.order_id,
-                        "body": "spam", "client_msg_id": f"flood-{sent}"}))
+                    await flooder.send_raw(
+                        json.dumps(
+                            {
+                                "type": "message.send",
+                                "ref": f"f{sent}",
+                                "order_id": flood_order.order_id,
+                                "body": "spam",
+                                "client_msg_id": f"flood-{sent}",
+                            }
+                        )
+                    )
                     sent += 1
                 await asyncio.sleep(0.001)
             return {"sent": sent}
@@ -95,15 +106,24 @@ async def test_a_flooder_is_rate_limited_and_other_conversations_go_on(daphne):
     last = await database_sync_to_async(orm_last_seqs)(order_ids)
     audit = [audit_stream(p.seen, last[p.order_id]).as_dict() for p in peers]
     normal_p50, during_p50 = statistics.median(normal), statistics.median(during)
-    figures = report("flooding", {
-        "flood_sent": flood_figures["sent"], "flood_accepted": accepted, "flood_rate_limited": len(limited),
-        "flood_stored": stored_flood, "flood_answered_in_s": round(flood_s, 2), "others_messages": 2 * len(normal),
-        "others_p50_ms_normal": round(normal_p50 * 1000, 2), "others_p50_ms_during_flood": round(during_p50 * 1000, 2),
-        "others_p50_ratio": round(during_p50 / normal_p50, 2),
-        "others_max_ms_during_flood": round(max(during) * 1000, 2),
-        "others_lost": sum(a["lost"] for a in audit), "others_duplicated": sum(a["duplicated"] for a in audit),
-        "drops": counters.drops,
-    })
+    figures = report(
+        "flooding",
+        {
+            "flood_sent": flood_figures["sent"],
+            "flood_accepted": accepted,
+            "flood_rate_limited": len(limited),
+            "flood_stored": stored_flood,
+            "flood_answered_in_s": round(flood_s, 2),
+            "others_messages": 2 * len(normal),
+            "others_p50_ms_normal": round(normal_p50 * 1000, 2),
+            "others_p50_ms_during_flood": round(during_p50 * 1000, 2),
+            "others_p50_ratio": round(during_p50 / normal_p50, 2),
+            "others_max_ms_during_flood": round(max(during) * 1000, 2),
+            "others_lost": sum(a["lost"] for a in audit),
+            "others_duplicated": sum(a["duplicated"] for a in audit),
+            "drops": counters.drops,
+        },
+    )
     assert flood_figures["sent"] >= FLOOD_RATE * FLOOD_S * 0.5, figures  # it really flooded
     # A token bucket: LIMIT at once, then LIMIT per window, over as long as the server took
     # to answer the flood.

@@ -33,10 +33,10 @@ from channels.db import database_sync_to_async
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from chat_service import services
-from orders_bridge.models import OrderStatus
-from orders_bridge.services.disputes import dispute_open
-from orders_bridge.services.offers import offer_make
+from chat_service.commerce.models import OrderStatus
+from chat_service.commerce.services.disputes import dispute_open
+from chat_service.commerce.services.offers import offer_make
+from chat_service.threads import services
 from tests.e2e.servers import DaphneServer
 from tests.factories import make_order, token_for
 
@@ -70,22 +70,45 @@ def schemathesis_command() -> list[str]:
     return [found]
 
 
-def run_schemathesis(server: DaphneServer, workdir: Path, *, token: str | None, max_examples: int,
-                     run_seed: int) -> dict[str, Any]:
+def run_schemathesis(
+    server: DaphneServer, workdir: Path, *, token: str | None, max_examples: int, run_seed: int
+) -> dict[str, Any]:
     report = workdir / f"report-{'bearer' if token else 'anonymous'}.json"
     command = [
-        *schemathesis_command(), "run", f"{server.http_url}/api/schema/", "--url", server.http_url,
-        "--checks", "not_a_server_error", "--mode", "all", "--phases", "coverage,fuzzing,stateful",
-        "--max-examples", str(max_examples), "--seed", str(run_seed), "--suppress-health-check", "all",
-        "--request-timeout", "30", "--workers", "1", "--no-color",
-        "--report", "json", "--report-json-path", str(report),
+        *schemathesis_command(),
+        "run",
+        f"{server.http_url}/api/schema/",
+        "--url",
+        server.http_url,
+        "--checks",
+        "not_a_server_error",
+        "--mode",
+        "all",
+        "--phases",
+        "coverage,fuzzing,stateful",
+        "--max-examples",
+        str(max_examples),
+        "--seed",
+        str(run_seed),
+        "--suppress-health-check",
+        "all",
+        "--request-timeout",
+        "30",
+        "--workers",
+        "1",
+        "--no-color",
+        "--report",
+        "json",
+        "--report-json-path",
+        str(report),
     ]
     if token is not None:
         command += ["--header", f"Authorization: Bearer {token}"]
     # In a scratch directory: Schemathesis keeps a cache (.schemathesis/) where it runs.
     done = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
-    assert report.exists(), f"schemathesis wrote no report (exit {done.returncode}):\n{done.stdout[-4000:]}" \
-                            f"\n{done.stderr[-2000:]}"
+    assert report.exists(), (
+        f"schemathesis wrote no report (exit {done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}"
+    )
     result = json.loads(report.read_text())
     result["stdout"] = done.stdout
     result["returncode"] = done.returncode
@@ -102,17 +125,20 @@ async def fuzz(server: DaphneServer, http: Any, tmp_path: Path, *, token: str | 
     expected = operations(schema)
     run_seed = int(os.environ.get("RESILIENCE_SEED") or random.SystemRandom().randrange(2**31))
     log_start = len(server.stderr_text())
-    result = await asyncio.to_thread(run_schemathesis, server, tmp_path, token=token, max_examples=max_examples,
-                                     run_seed=run_seed)
+    result = await asyncio.to_thread(
+        run_schemathesis, server, tmp_path, token=token, max_examples=max_examples, run_seed=run_seed
+    )
     log = server.stderr_text()[log_start:]
     server_errors = [line for line in log.splitlines() if "Internal Server Error" in line or "Traceback" in line]
     mode = "bearer token" if token else "no token"
     phases = ", ".join(f"{name}: {phase['status']}" for name, phase in result["phases"].items())
-    figures = (f"{mode}: operations {result['operations']['tested']}/{result['operations']['total']}, "
-               f"test cases {result['test_cases']['generated']}, failures {len(result['failures'])}, "
-               f"errors {len(result['errors'])}, server errors logged {len(server_errors)}, "
-               f"phases {{{phases}}}, "
-               f"seed {run_seed}, {result['running_time']:.1f} s")
+    figures = (
+        f"{mode}: operations {result['operations']['tested']}/{result['operations']['total']}, "
+        f"test cases {result['test_cases']['generated']}, failures {len(result['failures'])}, "
+        f"errors {len(result['errors'])}, server errors logged {len(server_errors)}, "
+        f"phases {{{phases}}}, "
+        f"seed {run_seed}, {result['running_time']:.1f} s"
+    )
     print(f"\n[openapi fuzz] {figures}")
     details = f"{figures}\n{result['stdout'][-6000:]}"
     assert result["failures"] == [] and result["errors"] == [], details
@@ -141,17 +167,23 @@ async def test_schemathesis_heavy_run_finds_no_5xx(module_daphne, http, tmp_path
 
 # --- Bodies no schema describes -------------------------------------------------------------------
 
-surrogate_text = st.tuples(st.text(max_size=10), st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
-                           st.text(max_size=10)).map("".join)
+surrogate_text = st.tuples(
+    st.text(max_size=10), st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), st.text(max_size=10)
+).map("".join)
 hostile_scalars = st.one_of(
-    surrogate_text, st.text(max_size=50), st.floats(allow_nan=True, allow_infinity=True),
-    st.integers(min_value=-(2**80), max_value=2**80), st.booleans(), st.none(), st.just("\x00"),
+    surrogate_text,
+    st.text(max_size=50),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.booleans(),
+    st.none(),
+    st.just("\x00"),
 )
 hostile_json = st.recursive(
     hostile_scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.one_of(st.text(max_size=8),
-                                                                                      surrogate_text), inner,
-                                                                            max_size=3)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.one_of(st.text(max_size=8), surrogate_text), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 FIELDS = ["client_msg_id", "body", "seq", "muted", "email", "push"]
@@ -169,9 +201,22 @@ raw_bodies = st.one_of(
     st.integers(20, 4000).map(lambda n: b'{"seq": ' + b"9" * n + b"}"),
     st.integers(5000, 20000).map(lambda n: b'{"seq": ' + b"9" * n + b"}"),
     st.integers(2000, 20000).map(lambda n: b'{"body": ' + b"[" * n + b"]" * n + b"}"),
-    st.sampled_from([b"", b"{", b"null", b"[]", b"\xef\xbb\xbf{}", b'{"muted": NaN}', b'{"seq": Infinity}',
-                     b'{"body": "\\ud800", "client_msg_id": "x"}', b'{"a": 1}{"b": 2}', b"\xff\xfe{\x00}\x00",
-                     '{"body": "é"}'.encode("utf-16"), b'{"email": true, "email": "x"}']),
+    st.sampled_from(
+        [
+            b"",
+            b"{",
+            b"null",
+            b"[]",
+            b"\xef\xbb\xbf{}",
+            b'{"muted": NaN}',
+            b'{"seq": Infinity}',
+            b'{"body": "\\ud800", "client_msg_id": "x"}',
+            b'{"a": 1}{"b": 2}',
+            b"\xff\xfe{\x00}\x00",
+            '{"body": "é"}'.encode("utf-16"),
+            b'{"email": true, "email": "x"}',
+        ]
+    ),
     st.binary(max_size=200),
 )
 
@@ -180,8 +225,13 @@ def generate_bodies(count: int, run_seed: int) -> list[bytes]:
     bodies: list[bytes] = []
 
     @seed(run_seed)
-    @settings(max_examples=max(1, count // 10), phases=[Phase.generate], database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=max(1, count // 10),
+        phases=[Phase.generate],
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(st.lists(raw_bodies, min_size=10, max_size=10))
     def collect(batch: list[bytes]) -> None:
         bodies.extend(batch)
@@ -193,8 +243,11 @@ def generate_bodies(count: int, run_seed: int) -> list[bytes]:
 async def hostile_bodies(server: DaphneServer, http: Any, count: int) -> None:
     order_ids = await database_sync_to_async(seed_user)()
     schema = (await asyncio.to_thread(http, "GET", f"{server.http_url}/api/schema/")).json
-    targets = [(method, path.replace("{order_id}", order_ids[0])) for method, path in operations(schema)
-               if "requestBody" in schema["paths"][path][method.lower()]]
+    targets = [
+        (method, path.replace("{order_id}", order_ids[0]))
+        for method, path in operations(schema)
+        if "requestBody" in schema["paths"][path][method.lower()]
+    ]
     assert targets, "no operation takes a body"
     run_seed = int(os.environ.get("RESILIENCE_SEED") or random.SystemRandom().randrange(2**31))
     bodies = generate_bodies(count, run_seed)
@@ -204,15 +257,17 @@ async def hostile_bodies(server: DaphneServer, http: Any, count: int) -> None:
     for index, body in enumerate(bodies):
         method, path = targets[index % len(targets)]
         content_type = ["application/json", "text/plain", "application/x-www-form-urlencoded"][index % 7 % 3]
-        answer = await asyncio.to_thread(http, method, server.http_url + path, token=token, body=body,
-                                         headers={"Content-Type": content_type})
+        answer = await asyncio.to_thread(
+            http, method, server.http_url + path, token=token, body=body, headers={"Content-Type": content_type}
+        )
         statuses[answer.status] = statuses.get(answer.status, 0) + 1
         assert answer.status < 500, (method, path, body[:300], answer)
         if answer.status >= 400:
             assert answer.is_json and answer.json["error"]["code"], (method, path, body[:300], answer)
     log = server.stderr_text()[log_start:]
-    figures = f"bodies {len(bodies)} to {len(targets)} operations, statuses {dict(sorted(statuses.items()))}, " \
-              f"seed {run_seed}"
+    figures = (
+        f"bodies {len(bodies)} to {len(targets)} operations, statuses {dict(sorted(statuses.items()))}, seed {run_seed}"
+    )
     print(f"\n[hostile bodies] {figures}")
     assert "Internal Server Error" not in log and "Traceback" not in log, log[-4000:]
     assert len(bodies) == count, figures

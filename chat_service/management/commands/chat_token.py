@@ -12,8 +12,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from chat_service import demo_data
-from chat_service.identity import MAX_ID_LENGTH, token_mint
-from chat_service.protocol import ID_RE
+from chat_service.protocol.frames import ID_MAX_CHARS, ID_RE
+from chat_service.transport.identity import token_mint
 
 
 class Command(BaseCommand):
@@ -26,16 +26,14 @@ class Command(BaseCommand):
             default=None,
             help="display name (default: the demo user's name, else USER_ID)",
         )
-        parser.add_argument(
-            "--ttl", type=int, default=3600, help="seconds until the token expires (default 3600)"
-        )
+        parser.add_argument("--ttl", type=int, default=3600, help="seconds until the token expires (default 3600)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         user_id: str = options["user_id"]
         ttl: int = options["ttl"]
         # token_verify refuses these; better to say so now than to hand out a dud.
         if not ID_RE.match(user_id):
-            raise CommandError(f"USER_ID must be 1-{MAX_ID_LENGTH} letters, digits, '-', '_' or '.'.")
+            raise CommandError(f"USER_ID must be 1-{ID_MAX_CHARS} letters, digits, '-', '_' or '.'.")
         if ttl < 1:
             raise CommandError("--ttl must be at least 1 second.")
         name = options["name"]

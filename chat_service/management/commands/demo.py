@@ -5,7 +5,7 @@ a token for the buyer and one seller, a curl line and the two terminal-client co
 and then serves the ASGI application with Daphne in this process until Ctrl+C.
 
 It needs nothing configured: on the embedded default (SQLite under VAR_DIR, the in-memory
-channel layer) one process is the whole service. Set DATABASE_URL / REDIS_URL and it
+broker) one process is the whole service. Set DATABASE_URL / REDIS_URL and it
 runs against those instead.
 """
 
@@ -22,8 +22,8 @@ from django.db import connections
 from django.http.request import validate_host
 
 from chat_service import demo_data
-from chat_service.identity import token_mint
 from chat_service.serving import web_argv
+from chat_service.transport.identity import token_mint
 
 # Long enough for an afternoon with the demo: the supervisor closes a socket whose token
 # expired, which would end the terminal chats.
@@ -116,15 +116,9 @@ class Command(BaseCommand):
     help = "Migrate, seed the demo data, print where to look, and serve with Daphne."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--port", type=int, default=8000, help="port to serve on (default 8000)"
-        )
-        parser.add_argument(
-            "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)"
-        )
-        parser.add_argument(
-            "--no-serve", action="store_true", help="prepare and print, but do not start the server"
-        )
+        parser.add_argument("--port", type=int, default=8000, help="port to serve on (default 8000)")
+        parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+        parser.add_argument("--no-serve", action="store_true", help="prepare and print, but do not start the server")
 
     def handle(self, *args: Any, **options: Any) -> None:
         host: str = options["host"]
@@ -147,8 +141,6 @@ class Command(BaseCommand):
             again = f"{python_command()} manage.py demo --host {host} --port {port}"
             self.stdout.write(f"Not serving (--no-serve). Serve with: {again}")
             return
-        self.stdout.write(
-            f"Serving on http://{url_authority(host, port)}/ with Daphne; Ctrl+C stops it."
-        )
+        self.stdout.write(f"Serving on http://{url_authority(host, port)}/ with Daphne; Ctrl+C stops it.")
         self.stdout.flush()
         serve(host=host, port=port)

@@ -23,9 +23,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat_service import demo_data
-from chat_service.services import message_send
-from orders_bridge.models import Order
-from orders_bridge.services import order_create
+from chat_service.commerce.models import Order
+from chat_service.commerce.services import order_create
+from chat_service.threads.services import message_send
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +46,7 @@ def demo_seed(*, reset: bool = False, now: datetime | None = None) -> SeedOutcom
         if reset:
             _, per_model = Order.objects.filter(order_id__in=demo_data.ORDER_IDS).delete()
             orders_deleted = per_model.get(Order._meta.label, 0)
-        existing = set(
-            Order.objects.filter(order_id__in=demo_data.ORDER_IDS).values_list(
-                "order_id", flat=True
-            )
-        )
+        existing = set(Order.objects.filter(order_id__in=demo_data.ORDER_IDS).values_list("order_id", flat=True))
         for demo in demo_data.ORDERS:
             if demo.order_id in existing:
                 continue

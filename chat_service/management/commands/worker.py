@@ -1,4 +1,4 @@
-"""``manage.py worker [--once]``: run the registered periodic jobs (see chat_service.worker).
+"""``manage.py worker [--once]``: run the registered periodic jobs (see chat_service.machinery.worker).
 
 Without ``--once`` it runs until SIGTERM or Ctrl+C and exits 0 after the running job
 finished. With ``--once`` it runs every registered job once and exits, non-zero if any
@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from chat_service import worker
+from chat_service.machinery import worker
 
 
 class Command(BaseCommand):
@@ -30,9 +30,7 @@ class Command(BaseCommand):
         # At start every job is due, so one pass runs each of them exactly once.
         runs = runner.run_due()
         for run in runs:
-            self.stdout.write(
-                f"{run.name}: {'ok' if run.ok else 'FAILED'} ({run.duration_s:.3f} s)"
-            )
+            self.stdout.write(f"{run.name}: {'ok' if run.ok else 'FAILED'} ({run.duration_s:.3f} s)")
         if not runs:
             self.stdout.write("No jobs registered.")
         failed = [run.name for run in runs if not run.ok]

@@ -1,0 +1,104 @@
+"""Deadline reminders of commerce: an offer about to expire (to the buyer) and a dispute
+answer about to be due (to the seller), each queued once through the notifications
+domain and described there at compose time by the describers registered here.
+
+The worker runs ``reminders_schedule_due`` (chat_service.notification_channels.jobs);
+``CommerceConfig.ready`` registers the kinds.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import CharField, Exists, OuterRef, Value
+from django.db.models.functions import Cast, Concat
+from django.utils import timezone
+
+from chat_service.commerce.models import Dispute, Offer
+from chat_service.commerce.policies import dispute as dispute_policy
+from chat_service.commerce.policies import offer as offer_policy
+from chat_service.threads.notifications import texts
+from chat_service.threads.notifications.config import notify_config
+from chat_service.threads.notifications.models import Notification
+from chat_service.threads.notifications.services import notification_remind, reminder_kind_register
+
+OFFER_EXPIRING = "offer.expiring"
+DISPUTE_RESPONSE_DUE = "dispute.response_due"
+
+
+def reminders_schedule_due(*, now: datetime | None = None, limit: int = 200) -> int:
+    """Queue one reminder for each open offer expiring within the lead time (to the buyer)
+    and each dispute awaiting the seller's answer due within it (to the seller). Once:
+    a reminder row is unique per (user, subject), so repeated scans add nothing.
+    Returns how many reminders were queued."""
+    now = now or timezone.now()
+    config = notify_config()
+    queued = 0
+    offer_key = Concat(Value("offer-expiring:"), Cast(OuterRef("pk"), output_field=CharField()))
+    offers = (
+        Offer.objects.select_related("order")
+        .filter(
+            status=offer_policy.OPEN,
+            expires_at__gt=now,
+            expires_at__lte=now + timedelta(seconds=config.offer_reminder_lead_s),
+        )
+        .filter(~Exists(Notification.objects.filter(dedupe_key=offer_key)))
+        .order_by("expires_at")[:limit]
+    )
+    for offer in offers:
+        queued += notification_remind(
+            user_id=offer.order.buyer_id,
+            order_id=offer.order_id,
+            kind=OFFER_EXPIRING,
+            dedupe_key=f"offer-expiring:{offer.pk}",
+            data={"offer_id": offer.pk},
+            now=now,
+        )
+    dispute_key = Concat(Value("dispute-response-due:"), Cast(OuterRef("pk"), output_field=CharField()))
+    disputes = (
+        Dispute.objects.select_related("order")
+        .filter(
+            status=dispute_policy.OPEN,
+            respond_by__gt=now,
+            respond_by__lte=now + timedelta(seconds=config.dispute_reminder_lead_s),
+        )
+        .filter(~Exists(Notification.objects.filter(dedupe_key=dispute_key)))
+        .order_by("respond_by")[:limit]
+    )
+    for dispute in disputes:
+        queued += notification_remind(
+            user_id=dispute.order.seller_id,
+            order_id=dispute.order_id,
+            kind=DISPUTE_RESPONSE_DUE,
+            dedupe_key=f"dispute-response-due:{dispute.pk}",
+            data={"dispute_id": dispute.pk},
+            now=now,
+        )
+    return queued
+
+
+def describe_offer_expiring(data: dict[str, Any], order: texts.OrderFacts, now: datetime) -> texts.Note | None:
+    offer = Offer.objects.filter(pk=data["offer_id"], status=offer_policy.OPEN).first()
+    if offer is None or offer.expires_at is None or offer.expires_at <= now:
+        return None  # answered, withdrawn or expired meanwhile
+    return texts.offer_expiring(
+        order=order, price=f"{offer.price:.2f}", currency=offer.currency, expires_at=offer.expires_at
+    )
+
+
+def describe_dispute_response_due(data: dict[str, Any], order: texts.OrderFacts, now: datetime) -> texts.Note | None:
+    dispute = Dispute.objects.filter(pk=data["dispute_id"], status=dispute_policy.OPEN).first()
+    if dispute is None or dispute.respond_by is None or dispute.respond_by <= now:
+        return None  # answered, cancelled or past due meanwhile
+    return texts.dispute_response_due(
+        order=order,
+        refund_amount=f"{dispute.refund_amount:.2f}",
+        currency=dispute.currency,
+        respond_by=dispute.respond_by,
+    )
+
+
+def register() -> None:
+    reminder_kind_register(OFFER_EXPIRING, describe_offer_expiring)
+    reminder_kind_register(DISPUTE_RESPONSE_DUE, describe_dispute_response_due)
