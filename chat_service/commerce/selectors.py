@@ -136,9 +136,6 @@ class Page:
     next: str | None  # cursor to the older items after this page, None at the end
     prev: str | None  # cursor to the newer items before this page, None at the start
 
-    def as_wire(self, name: str) -> dict[str, Any]:
-        return {name: self.items, "next": self.next, "prev": self.prev}
-
 
 @dataclass(frozen=True, slots=True)
 class _List:

@@ -420,6 +420,12 @@ def presence_wire(*, online: bool, last_seen: datetime | None) -> dict[str, Any]
     }
 
 
+def page(name: str, page: Any) -> dict[str, Any]:
+    """One page of a keyset-paged list (orders, disputes): its items under ``name`` and the
+    cursors to the older (``next``) and newer (``prev``) pages, None at either end."""
+    return {name: page.items, "next": page.next, "prev": page.prev}
+
+
 def presence_snapshot(entries: Iterable[Any]) -> dict[str, Any]:
     """The sellers' indicators as a presence.subscribe reply and GET /api/presence/ show
     them: each with ``typical_reply_s`` (entries: presence.services.SellerPresence)."""

@@ -12,21 +12,33 @@ import functools
 import json
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, overload
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
 from chat_service.protocol.errors import BadRequest, ChatError, Forbidden, Internal, TooLarge, Unauthorized
-from chat_service.protocol.frames import MAX_SEQ, has_lone_surrogate
+from chat_service.protocol.frames import MAX_SEQ, has_lone_surrogate, iso
 from chat_service.transport.identity import Identity, TokenError, identity_from_request
 
 log = logging.getLogger(__name__)
 
 View = Callable[..., tuple[int, dict[str, Any]]]
 _csrf = CsrfViewMiddleware(lambda request: HttpResponse())
+
+
+class WireEncoder(DjangoJSONEncoder):
+    """JSON of the HTTP API: a datetime that reaches it unformatted is written in the wire's
+    one timestamp format (chat_service.protocol.frames.iso), like every other."""
+
+    def default(self, o: Any) -> Any:
+        if isinstance(o, datetime):
+            return iso(o)
+        return super().default(o)
 
 
 def error_response(error: ChatError, *, status: int | None = None) -> JsonResponse:
@@ -64,7 +76,7 @@ def json_endpoint(*methods: str) -> Callable[[View], Callable[..., HttpResponse]
             except Exception:  # noqa: BLE001 - a bug is logged, never shown
                 log.exception("endpoint %s failed", request.path)
                 return error_response(Internal())
-            return JsonResponse(body, status=status, json_dumps_params={"ensure_ascii": False})
+            return JsonResponse(body, status=status, encoder=WireEncoder, json_dumps_params={"ensure_ascii": False})
 
         return endpoint
 

@@ -88,7 +88,7 @@ def orders_list(request: HttpRequest, identity: Identity) -> Result:
         limit=_limit(request),
         role=_choice(request, "role", selectors.ROLES),
     )
-    return 200, page.as_wire("orders")
+    return 200, frames.page("orders", page)
 
 
 @json_endpoint("GET")
@@ -113,4 +113,4 @@ def disputes_list(request: HttpRequest, identity: Identity) -> Result:
         limit=_limit(request),
         role=_choice(request, "role", selectors.ROLES),
     )
-    return 200, page.as_wire("disputes")
+    return 200, frames.page("disputes", page)

@@ -1,12 +1,14 @@
 """The thread HTTP API: happy paths, each error code, non-participants, sessions + CSRF."""
 
 import json
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from django.test import Client
 
 from chat_service.threads import services
 from chat_service.threads.models import Event
+from chat_service.transport.http.api import WireEncoder
 from chat_service.transport.identity import SESSION_KEY
 from tests.factories import make_order, thread_of, token_for
 
@@ -226,3 +228,20 @@ def test_allowed_origins_may_call_the_api_cross_origin_with_a_bearer_token(order
     assert "Access-Control-Allow-Credentials" not in response
     foreign = Client().get(url, HTTP_ORIGIN="https://evil.example", HTTP_AUTHORIZATION=f"Bearer {token_for('b')}")
     assert "Access-Control-Allow-Origin" not in foreign and foreign["Vary"] == "Origin"
+
+
+def test_a_datetime_in_an_http_body_is_written_in_the_wire_timestamp_format():
+    whole_second = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+    elsewhere = datetime(2026, 3, 1, 13, 0, 0, 123456, tzinfo=timezone(timedelta(hours=1)))
+    text = json.dumps({"a": whole_second, "b": elsewhere}, cls=WireEncoder)
+    # Django's own encoder would write "2026-03-01T12:00:00Z" and "...13:00:00.123+01:00".
+    assert json.loads(text) == {"a": "2026-03-01T12:00:00.000Z", "b": "2026-03-01T12:00:00.123Z"}
+
+
+def test_the_order_in_a_thread_list_carries_its_time_in_the_wire_format():
+    order = make_order()
+    client = Client(headers={"Authorization": f"Bearer {token_for(order.buyer_id)}"})
+    body = client.get("/api/threads/").json()
+    (entry,) = [t for t in body["threads"] if t["order"]["order_id"] == order.pk]
+    ordered_at = entry["order"]["ordered_at"]
+    assert len(ordered_at) == len("2026-03-01T12:00:00.000Z") and ordered_at.endswith("Z"), ordered_at
