@@ -318,13 +318,24 @@ def _list_items(rows: list[tuple[Role, Order]]) -> list[dict[str, Any]]:
     unpaid = [order.pk for _, order in rows if order.status == order_policy.AWAITING_PAYMENT]
     live = Offer.objects.filter(order_id__in=unpaid, status__in=sorted(offer_policy.LIVE)) if unpaid else []
     offers = {offer.order_id: offer for offer in live}
-    disputes = {d.order_id: d for d in Dispute.objects.filter(_open_dispute(), order_id__in=ids)} if ids else {}
+    # Every dispute of the page's orders, newest first: the open one, else the last one,
+    # and whether one was resolved (the rules need it).
+    disputes: dict[str, list[Dispute]] = {}
+    for d in Dispute.objects.filter(order_id__in=ids).order_by("-opened_at", "-pk") if ids else []:
+        disputes.setdefault(d.order_id, []).append(d)
     now = timezone.now()
     items = []
     for role, order in rows:
-        thread, offer, dispute = threads[order.pk], offers.get(order.pk), disputes.get(order.pk)
+        thread, offer, history = threads[order.pk], offers.get(order.pk), disputes.get(order.pk, [])
+        dispute = next((d for d in history if d.status not in dispute_policy.CLOSED), None)
+        last = history[0] if history and dispute is None else None
         actions = _allowed_actions(
-            order=order, actor=Actor(role.value), live_offer=offer, open_dispute=dispute, now=now
+            order=order,
+            actor=Actor(role.value),
+            live_offer=offer,
+            open_dispute=dispute,
+            dispute_resolved=any(d.status == dispute_policy.RESOLVED for d in history),
+            now=now,
         )
         items.append(
             {
@@ -334,6 +345,8 @@ def _list_items(rows: list[tuple[Role, Order]]) -> list[dict[str, Any]]:
                 "last_seq": thread.last_seq,
                 "offer": _offer_brief(offer) if offer else None,
                 "dispute": _dispute_brief(dispute) if dispute else None,
+                # When none is open: how the last one ended (the card shows the outcome).
+                "last_dispute": _dispute_brief(last) if last else None,
                 "actions": actions,
             }
         )
@@ -341,7 +354,13 @@ def _list_items(rows: list[tuple[Role, Order]]) -> list[dict[str, Any]]:
 
 
 def _allowed_actions(
-    *, order: Order, actor: Actor, live_offer: Offer | None, open_dispute: Dispute | None, now: datetime
+    *,
+    order: Order,
+    actor: Actor,
+    live_offer: Offer | None,
+    open_dispute: Dispute | None,
+    dispute_resolved: bool,
+    now: datetime,
 ) -> dict[str, list[str]]:
     """What ``actor`` may do now, as the policies say: to the order, to its live offer (or
     to start one), to its open dispute."""
@@ -350,6 +369,7 @@ def _allowed_actions(
         completed_at=order.completed_at,
         feedback_left=order.feedback_at is not None,
         open_dispute=open_dispute is not None,
+        dispute_resolved=dispute_resolved,
     )
     offer_status = live_offer.status if live_offer else offer_policy.NONE
     return {
@@ -377,13 +397,22 @@ def _dispute_brief(dispute: Dispute) -> dict[str, Any]:
         "status": dispute.status,
         "reason": dispute.reason,
         "refund_amount": money(dispute.refund_amount),
+        "agreed_amount": money(dispute.agreed_amount),
+        "return_item": dispute.return_item,
         "currency": dispute.currency,
         "respond_by": iso(dispute.respond_by),
+        "closed_at": iso(dispute.closed_at),
     }
 
 
 def _protection() -> timedelta:
     return timedelta(days=settings.ORDERS["DISPUTE_PROTECTION_DAYS"])
+
+
+def user_sells(*, user_id: str) -> bool:
+    """Whether ``user_id`` is the seller of any order (the pages offer the seller console
+    only then)."""
+    return _orders_of(user_id=user_id, role=Role.SELLER).exists()
 
 
 # --- Tab counts --------------------------------------------------------------------------
@@ -439,7 +468,12 @@ def order_detail(*, user_id: str, order_id: str) -> dict[str, Any]:
         .values("seq", "kind", "change", "body", "created_at")[:TIMELINE_MAX]
     )
     actions = _allowed_actions(
-        order=order, actor=actor, live_offer=live_offer, open_dispute=open_dispute, now=timezone.now()
+        order=order,
+        actor=actor,
+        live_offer=live_offer,
+        open_dispute=open_dispute,
+        dispute_resolved=any(d.status == dispute_policy.RESOLVED for d in disputes),
+        now=timezone.now(),
     )
     return {
         **order_wire(order),

@@ -75,6 +75,21 @@ def feedback_check(*, actor: Actor, state: AfterSale, rating: object, comment: o
         raise BadRequest(f"comment must be text of at most {FEEDBACK_MAX_CHARS} characters.", field="comment")
 
 
+def receipt_check(*, actor: Actor, state: AfterSale) -> str:
+    """The status confirming receipt leads to, or a refusal. Confirming receipt releases the
+    payment to the seller, so it is not possible while a dispute is open, nor after a
+    dispute was resolved (the settlement took its place)."""
+    target = order_action(action="confirm_receipt", status=state.status, actor=actor)
+    if state.open_dispute:
+        raise InvalidState(
+            "Confirming receipt releases the payment to the seller, so it cannot be done while a dispute "
+            "is open. Cancel the dispute first if the goods are fine."
+        )
+    if state.dispute_resolved:
+        raise InvalidState("This order's dispute has been resolved, so its receipt can no longer be confirmed.")
+    return target
+
+
 def dispute_open_check(*, actor: Actor, state: AfterSale, now: datetime, protection: timedelta) -> None:
     """Refuse a new dispute unless the buyer may open one now (see module docstring)."""
     if actor != Actor.BUYER:
@@ -100,8 +115,9 @@ def dispute_open_check(*, actor: Actor, state: AfterSale, now: datetime, protect
 
 def order_allowed_actions(*, actor: Actor, state: AfterSale, now: datetime, protection: timedelta) -> list[str]:
     """Every order-level action ``actor`` may take now (for order detail and the widget)."""
-    actions = allowed(RULES, state=state.status, actor=actor)
+    actions = [a for a in allowed(RULES, state=state.status, actor=actor) if a != "confirm_receipt"]
     for name, check in (
+        ("confirm_receipt", lambda: receipt_check(actor=actor, state=state)),
         ("open_dispute", lambda: dispute_open_check(actor=actor, state=state, now=now, protection=protection)),
         ("leave_feedback", lambda: feedback_check(actor=actor, state=state, rating=5, comment=None)),
     ):

@@ -124,7 +124,7 @@ def order_confirm_receipt(*, user_id: str, order_id: str) -> Order:
     with transaction.atomic():
         locked = order_locked(order_id=order_id, user_id=user_id)
         order, now = locked.order, timezone.now()
-        order.status = order_policy.order_action(action="confirm_receipt", status=order.status, actor=locked.actor)
+        order.status = order_policy.receipt_check(actor=locked.actor, state=after_sale(order))
         order.completed_at = order.receipt_confirmed_at = now
         order.save(update_fields=["status", "completed_at", "receipt_confirmed_at", "updated_at"])
         order_event(

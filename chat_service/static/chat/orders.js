@@ -5,7 +5,7 @@
 // screen without a reload.
 
 import { connection as conn } from "./embed.js";
-import { h, clear, money, formatDateTime, STATUS_LABELS, DISPUTE_REASONS } from "./ui.js";
+import { h, clear, money, formatDateTime, STATUS_LABELS, DISPUTE_REASONS, disputeSentence } from "./ui.js";
 
 const PAGE_SIZE = 10;
 const TABS = [
@@ -94,11 +94,16 @@ function refreshOrder(orderId) {
       const detail = await conn.fetchJson(`/api/orders/${encodeURIComponent(orderId)}/`);
       const old = state.orders.get(orderId);
       if (!old) return;
+      // The detail in the list item's shape: the live offer, the open dispute, else the last one.
+      const open = Boolean(detail.allowed_actions.dispute.dispute_id);
       const item = { ...old, ...detail, actions: {
         order: detail.allowed_actions.order,
         offer: detail.allowed_actions.offer.actions,
         dispute: detail.allowed_actions.dispute.actions,
-      }, dispute: detail.allowed_actions.dispute.dispute_id ? detail.dispute : null };
+      },
+      offer: (detail.offers || []).find((o) => o.offer_id === detail.allowed_actions.offer.offer_id) || null,
+      dispute: open ? detail.dispute : null,
+      last_dispute: open ? null : detail.dispute };
       state.orders.set(orderId, item);
       const el = listEl.querySelector(`[data-order-id="${CSS.escape(orderId)}"]`);
       if (el) el.replaceWith(orderCard(item));
@@ -161,8 +166,10 @@ function orderCard(item) {
     h("button", { type: "button", onclick: open("chat") }, "Contact Seller"),
     h("button", { type: "button", onclick: open("detail") }, "View Detail"));
   const status = h("div", { class: "om-status" }, STATUS_LABELS[item.status] || item.status);
-  if (item.dispute) status.append(h("span", { class: "om-flag" }, ` · Dispute: ${item.dispute.status}`));
-  if (item.offer && item.offer.status === "open") status.append(h("span", { class: "om-flag" }, ` · Offer ${money(item.offer.price, item.offer.currency)}`));
+  // The after-sale, in words: the open dispute, else how the last one ended (not a withdrawn one).
+  const dispute = item.dispute || (item.last_dispute && item.last_dispute.status === "resolved" ? item.last_dispute : null);
+  if (dispute) status.append(h("p", { class: "om-flag om-dispute", dataset: { disputeStatus: dispute.status } }, disputeSentence(dispute, item.role)));
+  if (item.offer && item.offer.status === "open") status.append(offerBox(item));
   return h("li", { class: "om-order", dataset: { orderId: item.order_id, status: item.status } },
     h("div", { class: "om-order-head" },
       h("span", {}, "Order: ", h("strong", { class: "om-order-id" }, item.order_id)),
@@ -179,6 +186,31 @@ function orderCard(item) {
       h("div", { class: "om-amount", "aria-label": "Amount" }, money(item.amount, item.currency)),
       status,
       buttons));
+}
+
+/** The seller's open offer on the card: what the buyer came back for. */
+function offerBox(item) {
+  const { offer } = item;
+  const can = new Set((item.actions && item.actions.offer) || []);
+  const note = h("p", { class: "om-offer-status", role: "status" });
+  const act = async (type, done) => {
+    note.textContent = "Working…";
+    try {
+      await conn.request(type, { offer_id: offer.offer_id });
+      note.textContent = done;
+      refreshOrder(item.order_id);
+      refreshCounts();
+    } catch (err) {
+      note.textContent = err.message || "That did not work.";
+      refreshOrder(item.order_id);
+    }
+  };
+  return h("div", { class: "om-offer", role: "group", "aria-label": `Offer on order ${item.order_id}` },
+    h("p", {}, "The seller offers a new price: ", h("strong", { class: "om-offer-price" }, money(offer.price, offer.currency)),
+      offer.expires_at ? h("span", { class: "om-offer-expiry" }, ` · until ${formatDateTime(offer.expires_at)}`) : null),
+    can.has("accept") ? h("button", { type: "button", class: "oc-primary", onclick: () => act("offer.accept", "Offer accepted.") }, "Accept offer") : null,
+    can.has("decline") ? h("button", { type: "button", onclick: () => act("offer.decline", "Offer declined.") }, "Decline offer") : null,
+    note);
 }
 
 // --- panels -------------------------------------------------------------------------------
@@ -223,7 +255,7 @@ async function showDetail(orderId) {
     ["Tracking number", detail.tracking_number || "Not shipped yet"],
   ];
   if (detail.feedback) rows.push(["Your feedback", `${detail.feedback.rating}/5 ${detail.feedback.comment || ""}`]);
-  if (detail.dispute) rows.push(["Dispute", `${detail.dispute.status} · ${DISPUTE_REASONS[detail.dispute.reason] || detail.dispute.reason} · ${money(detail.dispute.refund_amount, detail.dispute.currency)}`]);
+  if (detail.dispute) rows.push(["Dispute", `${disputeSentence(detail.dispute, detail.role)} Reason: ${DISPUTE_REASONS[detail.dispute.reason] || detail.dispute.reason}.`]);
   panel.append(
     h("dl", { class: "om-detail" }, ...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))])),
     h("h3", {}, "Timeline"),

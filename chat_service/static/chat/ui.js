@@ -74,6 +74,23 @@ export const DISPUTE_STATUS_LABELS = {
   cancelled: "Cancelled",
 };
 
+/** A dispute's state as a sentence for the party reading it (no internal codes on screen). */
+export function disputeSentence(dispute, role = "buyer") {
+  const refund = money(dispute.agreed_amount || dispute.refund_amount, dispute.currency);
+  const buyer = role === "buyer";
+  switch (dispute.status) {
+    case "open": return buyer ? `Dispute open: waiting for the seller's answer to your request for ${refund}.` : `The buyer asks for a refund of ${refund}: please answer.`;
+    case "countered": return buyer ? "Dispute: the seller offered a different refund. Accept it or escalate." : "Dispute: you offered a different refund.";
+    case "rejected": return buyer ? "Dispute: the seller rejected your request. You can escalate it to the marketplace." : "Dispute: you rejected the request.";
+    case "escalated": return "Dispute escalated: the marketplace is deciding.";
+    case "awaiting_return": return buyer ? `Refund of ${refund} agreed: send the item back and add its tracking number.` : `Refund of ${refund} agreed: waiting for the item to come back.`;
+    case "return_shipped": return buyer ? "Item on its way back to the seller: the refund follows when it arrives." : "The item is on its way back: confirm when it arrives.";
+    case "resolved": return `Dispute resolved: ${refund} refunded, item ${dispute.return_item ? "returned" : "kept"}.`;
+    case "cancelled": return buyer ? "You withdrew your dispute." : "The buyer withdrew the dispute.";
+    default: return "Dispute in progress.";
+  }
+}
+
 export function replyTimeText(seconds) {
   if (!seconds) return "";
   const minutes = Math.max(1, Math.round(seconds / 60));

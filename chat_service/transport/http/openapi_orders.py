@@ -166,20 +166,10 @@ SCHEMAS: dict[str, Any] = {
                     {"type": "null"},
                 ]
             },
-            "dispute": {
+            "dispute": {"oneOf": [{**schema.ref("DisputeBrief"), "description": "the open dispute"}, {"type": "null"}]},
+            "last_dispute": {
                 "oneOf": [
-                    {
-                        "type": "object",
-                        "description": "the open dispute",
-                        "properties": {
-                            "dispute_id": {"type": "string"},
-                            "status": _DISPUTE_STATUS,
-                            "reason": {"type": "string", "enum": list(dispute_policy.REASONS)},
-                            "refund_amount": schema.MONEY,
-                            "currency": {"type": "string"},
-                            "respond_by": schema.TIME_OR_NULL,
-                        },
-                    },
+                    {**schema.ref("DisputeBrief"), "description": "when none is open: how the last one ended"},
                     {"type": "null"},
                 ]
             },
@@ -190,6 +180,20 @@ SCHEMAS: dict[str, Any] = {
                 "required": ["order", "offer", "dispute"],
                 "properties": {"order": _ACTIONS, "offer": _ACTIONS, "dispute": _ACTIONS},
             },
+        },
+    },
+    "DisputeBrief": {
+        "type": "object",
+        "properties": {
+            "dispute_id": {"type": "string"},
+            "status": _DISPUTE_STATUS,
+            "reason": {"type": "string", "enum": list(dispute_policy.REASONS)},
+            "refund_amount": schema.MONEY,
+            "agreed_amount": {**schema.MONEY_OR_NULL, "description": "the refund settled on, once settled"},
+            "return_item": {"type": "boolean", "description": "the item goes back to the seller"},
+            "currency": {"type": "string"},
+            "respond_by": schema.TIME_OR_NULL,
+            "closed_at": schema.TIME_OR_NULL,
         },
     },
     "OrderCounts": {

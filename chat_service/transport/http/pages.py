@@ -32,6 +32,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django.views.static import was_modified_since
 
 from chat_service import demo_data
+from chat_service.commerce import selectors as commerce_selectors
 from chat_service.transport.identity import SESSION_KEY, Identity, identity_from_session, token_mint
 
 STATIC_MAX_AGE_S = 300
@@ -109,7 +110,13 @@ def _page(request: HttpRequest, template: str, name: str, **context: object) -> 
     identity = _identity(request)
     if identity is None:
         return redirect(_login_url(reverse(name)))
-    return render(request, template, {"identity": identity, "pay_url": "", **context})
+    context = {
+        "identity": identity,
+        "pay_url": "",
+        "sells": commerce_selectors.user_sells(user_id=identity.id),
+        **context,
+    }
+    return render(request, template, context)
 
 
 def orders(request: HttpRequest) -> HttpResponse:
@@ -135,6 +142,7 @@ def embed_example(request: HttpRequest) -> HttpResponse:
         "chat/embed_example.html",
         {
             "identity": identity,
+            "sells": commerce_selectors.user_sells(user_id=identity.id),
             "token": token,
             "order": order,
             "origin": request.build_absolute_uri("/").rstrip("/"),

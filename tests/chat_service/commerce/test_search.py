@@ -14,6 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from chat_service.commerce.services import disputes, offers, orders
+from chat_service.protocol.errors import InvalidState
 from chat_service.threads import services as chat
 from tests.factories import make_order, token_for
 
@@ -121,12 +122,39 @@ def test_item_shows_the_open_dispute_and_what_each_party_may_do_with_it():
     buyer_item = ok("b", "/api/orders/")["orders"][0]
     assert buyer_item["dispute"]["dispute_id"] == str(dispute.pk) and buyer_item["dispute"]["status"] == "open"
     assert buyer_item["offer"] is None
-    assert buyer_item["actions"] == {"order": ["confirm_receipt"], "offer": [], "dispute": ["cancel", "escalate"]}
+    # Confirming receipt releases the payment: not while a dispute is open.
+    assert buyer_item["actions"] == {"order": [], "offer": [], "dispute": ["cancel", "escalate"]}
     seller_item = ok("s", "/api/orders/")["orders"][0]
     assert seller_item["actions"]["dispute"] == ["accept", "counter", "reject"]
     disputes.dispute_cancel(user_id="b", dispute_id=str(dispute.pk))
     after = ok("b", "/api/orders/")["orders"][0]
     assert after["dispute"] is None and after["actions"]["order"] == ["confirm_receipt", "open_dispute"]
+
+
+def test_after_a_resolved_dispute_the_item_shows_its_outcome_and_offers_neither_receipt_nor_another_dispute():
+    goods = shipped(1)
+    dispute = open_dispute(goods, amount="12.50", return_item=False)
+    disputes.dispute_respond(user_id="s", dispute_id=str(dispute.pk), action="accept")
+    item = ok("b", "/api/orders/")["orders"][0]
+    assert item["dispute"] is None
+    assert item["last_dispute"]["status"] == "resolved" and item["last_dispute"]["agreed_amount"] == "12.50"
+    assert item["last_dispute"]["return_item"] is False and item["last_dispute"]["closed_at"]
+    assert item["actions"]["order"] == []
+    detail = ok("b", f"/api/orders/{goods.pk}/")
+    assert detail["allowed_actions"]["order"] == []
+    with pytest.raises(InvalidState, match="dispute has been resolved"):
+        orders.order_confirm_receipt(user_id="b", order_id=goods.pk)
+
+
+def test_buyer_cannot_confirm_receipt_while_a_dispute_is_open():
+    goods = shipped(1)
+    dispute = open_dispute(goods)
+    disputes.dispute_escalate(user_id="b", dispute_id=str(dispute.pk))
+    with pytest.raises(InvalidState, match="while a dispute is open"):
+        orders.order_confirm_receipt(user_id="b", order_id=goods.pk)
+    assert ok("b", "/api/orders/")["orders"][0]["actions"]["order"] == []
+    disputes.dispute_cancel(user_id="b", dispute_id=str(dispute.pk))
+    assert orders.order_confirm_receipt(user_id="b", order_id=goods.pk).status == "completed"
 
 
 # --- filters ---------------------------------------------------------------------------------------
@@ -384,7 +412,7 @@ def test_detail_with_an_open_dispute_per_role():
     assert detail["dispute"]["return_item"] is True
     assert [e["kind"] for e in detail["timeline"]] == ["dispute"]
     assert detail["allowed_actions"] == {
-        "order": ["confirm_receipt"],
+        "order": [],  # confirming receipt would release the payment during the dispute
         "offer": {"offer_id": None, "actions": []},
         "dispute": {"dispute_id": str(dispute.pk), "actions": ["cancel", "escalate"]},
     }

@@ -1,0 +1,85 @@
+"""The Manage Orders page where a buyer was misled (issue 14): the after-sale shown in words
+and driven by the order's allowed actions, the seller's offer on the card, and the seller
+console offered only to sellers. Real Chromium against a real server; screenshots in
+artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from chat_service.commerce.services import disputes, offers
+from tests.browser.conftest import Site, orm, screenshot
+from tests.browser.test_web_ui import BUYER, buyer_orders, row, sign_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def _dispute(order_id: str, *, amount: str, return_item: bool) -> str:
+    dispute = disputes.dispute_open(
+        user_id=BUYER, order_id=order_id, reason="low_quality", refund_amount=amount, return_item=return_item
+    )
+    return str(dispute.pk)
+
+
+def test_after_a_dispute_the_card_says_how_it_ended_and_offers_only_what_the_rules_allow(browser, site: Site) -> None:
+    # A10010: a partial refund agreed, the item kept. A10009: a dispute escalated, still open.
+    resolved = orm(lambda: _dispute("A10010", amount="10.00", return_item=False))
+    orm(lambda: disputes.dispute_respond(user_id="seller-mori", dispute_id=resolved, action="accept"))
+    escalated = orm(lambda: _dispute("A10009", amount="89.00", return_item=True))
+    orm(lambda: disputes.dispute_escalate(user_id=BUYER, dispute_id=escalated))
+    context, page = buyer_orders(browser, site)
+    page.get_by_role("tab", name=re.compile(r"^Goods Awaiting Acceptance")).click()
+    expect(page.locator(".om-order")).to_have_count(4)
+
+    towels = row(page, "A10010")
+    expect(towels.locator(".om-dispute")).to_have_text("Dispute resolved: USD 10.00 refunded, item kept.")
+    expect(towels.get_by_role("button", name="Confirm Goods Received")).to_have_count(0)
+    expect(towels.get_by_role("button", name="Open Dispute")).to_have_count(0)
+    speakers = row(page, "A10009")
+    expect(speakers.locator(".om-dispute")).to_have_text("Dispute escalated: the marketplace is deciding.")
+    # Confirming receipt would release the payment in the middle of the dispute.
+    expect(speakers.get_by_role("button", name="Confirm Goods Received")).to_have_count(0)
+    # An order without a dispute still offers both.
+    lamp = row(page, "A10011")
+    expect(lamp.get_by_role("button", name="Confirm Goods Received")).to_be_visible()
+    expect(lamp.get_by_role("button", name="Open Dispute")).to_be_visible()
+    for card in (towels, speakers):  # no internal codes on the card
+        expect(card).not_to_contain_text("awaiting_return")
+        expect(card).not_to_contain_text("escalated ·")
+    towels.scroll_into_view_if_needed()
+    screenshot(page, "orders-dispute-outcome")
+
+    towels.get_by_role("button", name="View Detail").click()
+    expect(page.locator(".om-detail")).to_contain_text("Dispute resolved: USD 10.00 refunded, item kept.")
+    expect(page.locator(".om-detail")).to_contain_text("Reason: Low quality.")
+    context.close()
+
+
+def test_the_sellers_open_offer_is_on_the_card_and_the_buyer_accepts_it_there(browser, site: Site) -> None:
+    orm(lambda: offers.offer_make(user_id="seller-lumen", order_id="A10001", price="21.00"))
+    context, page = buyer_orders(browser, site)
+    card = row(page, "A10001")
+    offer = card.get_by_role("group", name="Offer on order A10001")
+    expect(offer).to_contain_text("The seller offers a new price: USD 21.00")
+    expect(offer.locator(".om-offer-expiry")).to_contain_text("until")
+    screenshot(page, "orders-offer-on-card")
+    offer.get_by_role("button", name="Accept offer").click()
+    # The local order system confirms the price (worker job); the card follows live.
+    expect(card.locator(".om-amount")).to_have_text("USD 21.00")
+    expect(card.locator(".om-offer")).to_have_count(0)
+    context.close()
+
+
+def test_the_seller_console_is_offered_to_sellers_only(browser, site: Site) -> None:
+    context, page = buyer_orders(browser, site)
+    nav = page.get_by_role("navigation", name="Pages")
+    expect(nav.get_by_role("link", name="Manage Orders")).to_be_visible()
+    expect(nav.get_by_role("link", name="Seller console")).to_have_count(0)
+    context.close()
+    context, page = sign_in(browser, site, "seller-lumen")
+    expect(page.get_by_role("navigation", name="Pages").get_by_role("link", name="Seller console")).to_be_visible()
+    context.close()
