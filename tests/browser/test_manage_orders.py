@@ -7,11 +7,14 @@ artifacts/screenshots/.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
+from django.db.models import F
 from playwright.sync_api import expect
 
 from chat_service.commerce.services import disputes, offers
+from chat_service.threads.models import Event, EventKind, Role
 from tests.browser.conftest import Site, orm, screenshot
 from tests.browser.test_web_ui import BUYER, buyer_orders, row, sign_in
 
@@ -82,4 +85,21 @@ def test_the_seller_console_is_offered_to_sellers_only(browser, site: Site) -> N
     context.close()
     context, page = sign_in(browser, site, "seller-lumen")
     expect(page.get_by_role("navigation", name="Pages").get_by_role("link", name="Seller console")).to_be_visible()
+    context.close()
+
+
+def test_beside_a_grey_indicator_the_card_says_when_the_seller_usually_replies(browser, site: Site) -> None:
+    # The demo's replies were seeded at once; this seller answers 25 minutes after the buyer.
+    def slow_replies() -> None:
+        replies = Event.objects.filter(
+            thread__seller_id="seller-lumen", author_role=Role.SELLER, kind=EventKind.MESSAGE
+        )
+        assert replies.update(created_at=F("created_at") + timedelta(minutes=25))
+
+    orm(slow_replies)
+    context, page = buyer_orders(browser, site)
+    indicator = row(page, "A10001").locator("seller-status")
+    expect(indicator).to_have_attribute("data-status", "offline")
+    expect(indicator.locator(".oc-status-reply")).to_have_text(re.compile(r"^· usually replies within \d+ (min|h)$"))
+    screenshot(page, "orders-offline-reply-time")
     context.close()

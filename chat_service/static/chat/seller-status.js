@@ -1,5 +1,6 @@
 // <seller-status seller-id="..."> — the seller's online indicator: an orange or grey dot plus
-// the words "Online"/"Offline" (never colour alone) and the typical reply time. While the
+// the words "Online"/"Offline" (never colour alone) and the typical reply time (online or
+// not: beside a grey dot it says when an answer can be expected). While the
 // seller is online the indicator is a button that opens the chat of the element's order-id
 // (it dispatches "open-chat", which pages handle), if it has one.
 
@@ -46,7 +47,8 @@ export class SellerStatus extends HTMLElement {
     const dot = h("span", { class: `oc-dot ${online ? "oc-dot-on" : "oc-dot-off"}`, "aria-hidden": "true" });
     const words = h("span", { class: "oc-status-text" }, online ? "Online" : "Offline");
     const extra = [];
-    if (online && reply) extra.push(h("span", { class: "oc-status-extra" }, `· ${reply}`));
+    // Offline, the reply time matters most: when will an answer come?
+    if (reply) extra.push(h("span", { class: "oc-status-extra oc-status-reply" }, `· ${reply}`));
     if (!online && state && state.last_seen) extra.push(h("span", { class: "oc-status-extra" }, `· last seen ${formatDateTime(state.last_seen)}`));
     clear(this);
     const orderId = this.getAttribute("order-id");

@@ -92,7 +92,7 @@ export function disputeSentence(dispute, role = "buyer") {
 }
 
 export function replyTimeText(seconds) {
-  if (!seconds) return "";
+  if (seconds == null) return ""; // no replies to go by (0: answers at once)
   const minutes = Math.max(1, Math.round(seconds / 60));
   if (minutes < 90) return `usually replies within ${minutes} min`;
   return `usually replies within ${Math.round(minutes / 60)} h`;
