@@ -271,10 +271,11 @@ def orders_search(
     """The caller's orders (as buyer and as seller, or one ``role``), newest first.
 
     Filters combine (AND): ``q`` a case-insensitive substring of the item title,
-    ``supplier`` of the supplier name, ``order_id`` exact, ``tracking`` the tracking number
-    (case-insensitive, exact), ``status`` a status or a tab (``disputes``, ``unread``),
-    ``date_from``/``date_to`` the order date (UTC days, inclusive). Validates nothing: the
-    caller passes parsed values (see chat_service.transport.http.orders).
+    ``supplier`` of the supplier name, ``order_id`` and ``tracking`` the start of the order
+    id and of the tracking number (case-insensitive: people type "a1000" for A10001),
+    ``status`` a status or a tab (``disputes``, ``unread``), ``date_from``/``date_to`` the
+    order date (UTC days, inclusive). Validates nothing: the caller passes parsed values
+    (see chat_service.transport.http.orders).
     """
     assert 1 <= limit <= PAGE_MAX and (status is None or status in STATUS_FILTERS)
     start, end = day_range(date_from=date_from, date_to=date_to)
@@ -282,13 +283,13 @@ def orders_search(
     for side in _roles(role):
         queryset = _orders_of(user_id=user_id, role=side)
         if order_id:
-            queryset = queryset.filter(pk=order_id)
+            queryset = queryset.filter(order_id__istartswith=order_id)
         if q:
             queryset = queryset.filter(item_title__icontains=q)
         if supplier:
             queryset = queryset.filter(supplier_name__icontains=supplier)
         if tracking:
-            queryset = queryset.filter(tracking_number__iexact=tracking)
+            queryset = queryset.filter(tracking_number__istartswith=tracking)
         if start is not None:
             queryset = queryset.filter(ordered_at__gte=start)
         if end is not None:

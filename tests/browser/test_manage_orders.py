@@ -103,3 +103,31 @@ def test_beside_a_grey_indicator_the_card_says_when_the_seller_usually_replies(b
     expect(indicator.locator(".oc-status-reply")).to_have_text(re.compile(r"^· usually replies within \d+ (min|h)$"))
     screenshot(page, "orders-offline-reply-time")
     context.close()
+
+
+def test_search_forgives_and_lives_in_the_url_so_reload_and_back_keep_it(browser, site: Site) -> None:
+    context, page = buyer_orders(browser, site)
+    form = page.get_by_role("search")
+    form.get_by_label("Order ID").fill("a1000")  # lower case, the start of the id
+    form.get_by_role("button", name="Search").click()
+    expect(page.locator(".om-order")).to_have_count(9)  # A10001 ... A10009
+    expect(page).to_have_url(re.compile(r"[?&]order_id=a1000"))
+    page.reload()
+    expect(page.locator(".om-order")).to_have_count(9)
+    expect(form.get_by_label("Order ID")).to_have_value("a1000")
+
+    form.get_by_label("Order ID").fill("")
+    form.get_by_label("Tracking number").fill("lp0041299")  # the start of A10009's number
+    form.get_by_role("button", name="Search").click()
+    expect(page.locator(".om-order")).to_have_count(1)
+    expect(row(page, "A10009")).to_be_visible()
+    screenshot(page, "orders-search-in-url")
+
+    page.go_back()
+    expect(page.locator(".om-order")).to_have_count(9)
+    expect(form.get_by_label("Order ID")).to_have_value("a1000")
+    expect(form.get_by_label("Tracking number")).to_have_value("")
+    page.go_back()
+    expect(page.locator(".om-order")).to_have_count(10)  # the first page of all orders
+    expect(form.get_by_label("Order ID")).to_have_value("")
+    context.close()

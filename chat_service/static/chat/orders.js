@@ -17,6 +17,8 @@ const TABS = [
   ["unread", "Unread Order Messages", (c) => c.unread],
 ];
 const PAY_URL = document.body.dataset.payUrl || "";
+// The search form's fields; they, the tab and the page live in the URL (reload and back keep them).
+const FILTERS = ["q", "order_id", "status", "supplier", "tracking", "date_from", "date_to"];
 
 const root = document.getElementById("orders-app");
 const state = { tab: "", filters: {}, cursor: null, page: null, orders: new Map() };
@@ -38,7 +40,7 @@ function searchForm() {
     state.filters = {};
     for (const [k, v] of data.entries()) if (String(v).trim()) state.filters[k] = String(v).trim();
     state.cursor = null;
-    load();
+    navigate();
   } },
   field("q", "Item name", { type: "search" }),
   field("order_id", "Order ID"),
@@ -53,8 +55,41 @@ function searchForm() {
   return form;
 }
 
-root.append(tabsEl, searchForm(), liveEl, listEl, pagerEl);
+const formEl = searchForm();
+root.append(tabsEl, formEl, liveEl, listEl, pagerEl);
 document.body.append(panel);
+
+// --- the URL -----------------------------------------------------------------------------
+
+function fromUrl() {
+  const params = new URLSearchParams(location.search);
+  state.tab = params.get("tab") || "";
+  state.cursor = params.get("cursor") || null;
+  state.filters = {};
+  for (const name of FILTERS) {
+    const value = (params.get(name) || "").trim();
+    if (value) state.filters[name] = value;
+  }
+  for (const name of FILTERS) formEl.elements[name].value = state.filters[name] || "";
+}
+
+function urlOf() {
+  const params = new URLSearchParams();
+  if (state.tab) params.set("tab", state.tab);
+  for (const name of FILTERS) if (state.filters[name]) params.set(name, state.filters[name]);
+  if (state.cursor) params.set("cursor", state.cursor);
+  const search = params.toString();
+  return `${location.pathname}${search ? `?${search}` : ""}`;
+}
+
+/** A search, a tab or a page the user chose: a new history entry, then the list. */
+function navigate() {
+  const url = urlOf();
+  if (url !== `${location.pathname}${location.search}`) history.pushState(null, "", url);
+  load();
+}
+
+window.addEventListener("popstate", () => { fromUrl(); load(); });
 
 // --- data ---------------------------------------------------------------------------------
 
@@ -127,7 +162,7 @@ function renderTabs(counts) {
     tabsEl.append(h("button", {
       type: "button", role: "tab", class: "om-tab", "aria-selected": selected ? "true" : "false",
       dataset: { tab: value || "all" },
-      onclick: () => { state.tab = value; state.cursor = null; load(); },
+      onclick: () => { state.tab = value; state.cursor = null; navigate(); },
     }, label, " ", h("span", { class: "om-count" }, `(${count(counts) ?? 0})`)));
   }
 }
@@ -140,8 +175,8 @@ function renderList() {
   if (!items.length) listEl.append(h("li", { class: "om-empty" }, "No orders match."));
   for (const item of items) listEl.append(orderCard(item));
   clear(pagerEl);
-  const newer = h("button", { type: "button", disabled: !state.page.prev, onclick: () => { state.cursor = state.page.prev; load(); } }, "← Newer orders");
-  const older = h("button", { type: "button", disabled: !state.page.next, onclick: () => { state.cursor = state.page.next; load(); } }, "Older orders →");
+  const newer = h("button", { type: "button", disabled: !state.page.prev, onclick: () => { state.cursor = state.page.prev; navigate(); } }, "← Newer orders");
+  const older = h("button", { type: "button", disabled: !state.page.next, onclick: () => { state.cursor = state.page.next; navigate(); } }, "Older orders →");
   pagerEl.append(newer, older);
   liveEl.textContent = `${items.length} orders shown.`;
 }
@@ -344,4 +379,5 @@ conn.addEventListener("thread.event", (e) => {
 let hellos = conn.state === "open" ? 1 : 0;
 conn.addEventListener("hello", () => { if (hellos++ > 0) load(); });
 
+fromUrl();
 load();

@@ -49,7 +49,9 @@ PATHS: dict[str, Any] = {
                 schema.query(
                     "q", {"type": "string", "maxLength": TEXT_MAX_CHARS}, "case-insensitive substring of the item title"
                 ),
-                schema.query("order_id", {"type": "string", "pattern": schema.ID_PATTERN}, "exact order id"),
+                schema.query(
+                    "order_id", {"type": "string", "pattern": schema.ID_PATTERN}, "the start of the order id, any case"
+                ),
                 schema.query(
                     "status",
                     {"type": "string", "enum": list(selectors.STATUS_FILTERS)},
@@ -61,7 +63,9 @@ PATHS: dict[str, Any] = {
                     "case-insensitive substring of the supplier name",
                 ),
                 schema.query(
-                    "tracking", {"type": "string", "maxLength": TRACKING_MAX_CHARS}, "tracking number, exact, any case"
+                    "tracking",
+                    {"type": "string", "maxLength": TRACKING_MAX_CHARS},
+                    "the start of the tracking number, any case",
                 ),
                 schema.query("date_from", _DATE, "ordered on or after this UTC day"),
                 schema.query("date_to", _DATE, "ordered on or before this UTC day"),

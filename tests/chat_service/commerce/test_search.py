@@ -187,20 +187,25 @@ def test_supplier_matches_a_substring_of_the_supplier_name_in_any_case():
     assert listed("b", supplier="CRAFT") == ["O002"]
 
 
-def test_order_id_matches_exactly_not_as_a_prefix():
+def test_order_id_matches_the_start_of_the_id_in_any_case():
     order(1)
     order(10)
     order(11, buyer="x")
     assert listed("b", order_id="O010") == ["O010"]
-    assert listed("b", order_id="O01") == []
+    assert listed("b", order_id="o01") == ["O010"]
+    assert listed("b", order_id="o0") == ["O001", "O010"]
+    assert listed("b", order_id="010") == []  # the start, not any part
+    assert listed("b", order_id="O0_") == []  # LIKE wildcards are literal
     assert listed("b", order_id="O011") == []  # someone else's
 
 
-def test_tracking_matches_the_whole_number_in_any_case():
+def test_tracking_matches_the_start_of_the_number_in_any_case():
     shipped(1)
     shipped(2)
     assert listed("b", tracking="lp00000001cn") == ["O001"]
-    assert listed("b", tracking="LP00000001") == []
+    assert listed("b", tracking="lp00000001") == ["O001"]
+    assert listed("b", tracking="lp0000000") == ["O001", "O002"]
+    assert listed("b", tracking="00000001") == []
 
 
 @pytest.mark.parametrize(
