@@ -466,7 +466,7 @@ def order_detail(*, user_id: str, order_id: str) -> dict[str, Any]:
         Event.objects.filter(thread_id=order_id, kind__in=(EventKind.ORDER, EventKind.OFFER, EventKind.DISPUTE))
         .annotate(change=KT("data__change"))
         .order_by("-seq")
-        .values("seq", "kind", "change", "body", "created_at")[:TIMELINE_MAX]
+        .values("seq", "kind", "change", "body", "author_role", "created_at")[:TIMELINE_MAX]
     )
     actions = _allowed_actions(
         order=order,

@@ -13,7 +13,7 @@ import pytest
 from django.db.models import F
 from playwright.sync_api import expect
 
-from chat_service.commerce.services import disputes, offers
+from chat_service.commerce.services import disputes, offers, orders
 from chat_service.threads.models import Event, EventKind, Role
 from tests.browser.conftest import Site, orm, screenshot
 from tests.browser.test_web_ui import BUYER, buyer_orders, row, sign_in
@@ -130,4 +130,22 @@ def test_search_forgives_and_lives_in_the_url_so_reload_and_back_keep_it(browser
     page.go_back()
     expect(page.locator(".om-order")).to_have_count(10)  # the first page of all orders
     expect(form.get_by_label("Order ID")).to_have_value("")
+    context.close()
+
+
+def test_the_detail_timeline_shows_each_step_once_in_the_viewers_person(browser, site: Site) -> None:
+    orm(lambda: orders.order_confirm_receipt(user_id=BUYER, order_id="A10011"))
+    orm(lambda: orders.order_leave_feedback(user_id=BUYER, order_id="A10011", rating=5))
+    context, page = buyer_orders(browser, site)
+    page.get_by_role("search").get_by_label("Order ID").fill("A10011")
+    page.get_by_role("search").get_by_role("button", name="Search").click()
+    expect(page.locator(".om-order")).to_have_count(1)
+    row(page, "A10011").get_by_role("button", name="View Detail").click()
+    steps = page.locator(".om-timeline li")
+    expect(steps.filter(has_text="You confirmed that the goods arrived.")).to_have_count(1)
+    expect(steps.filter(has_text="You left feedback")).to_have_count(1)
+    expect(steps.filter(has_text="confirmed receipt")).to_have_count(0)  # not a second time
+    expect(steps.filter(has_text="Feedback left")).to_have_count(0)
+    expect(page.locator(".om-timeline")).not_to_contain_text("The buyer")
+    screenshot(page, "orders-detail-timeline")
     context.close()

@@ -299,12 +299,23 @@ async function showDetail(orderId) {
   if (!wasOpen) close.focus();
 }
 
-/** The order's own dates around the thread's order, offer and dispute events. */
+/** The order's own dates around the thread's order, offer and dispute events: each once,
+ * in the viewer's person ("You confirmed that the goods arrived."). */
 function timeline(detail) {
-  const entries = [{ created_at: detail.ordered_at, body: "Order placed." }, ...detail.timeline];
-  if (detail.receipt_confirmed_at) entries.push({ created_at: detail.receipt_confirmed_at, body: "You confirmed receipt." });
-  if (detail.feedback) entries.push({ created_at: detail.feedback.left_at, body: `Feedback left: ${detail.feedback.rating}/5.` });
+  const changes = new Set(detail.timeline.map((e) => e.change));
+  const entries = [{ created_at: detail.ordered_at, body: "Order placed." },
+    ...detail.timeline.map((e) => ({ ...e, body: inPerson(e.body, e.author_role, detail.role) }))];
+  // The order's own record, for what the thread has no event of (a completion the order
+  // system reported, say).
+  if (detail.receipt_confirmed_at && !changes.has("receipt_confirmed")) entries.push({ created_at: detail.receipt_confirmed_at, body: detail.role === "buyer" ? "You confirmed receipt." : "The buyer confirmed receipt." });
+  if (detail.feedback && !changes.has("feedback_left")) entries.push({ created_at: detail.feedback.left_at, body: `Feedback left: ${detail.feedback.rating}/5.` });
   return entries.filter((e) => e.created_at).sort((a, b) => a.created_at.localeCompare(b.created_at));
+}
+
+/** "The buyer confirmed …" reads "You confirmed …" to the buyer (the bodies are in the past tense). */
+function inPerson(body, authorRole, viewerRole) {
+  if (!body || authorRole !== viewerRole) return body;
+  return body.replace(new RegExp(`^The ${viewerRole} `), "You ");
 }
 
 function alertBox(orderId, text) {

@@ -264,6 +264,7 @@ SCHEMAS: dict[str, Any] = {
                         "kind": {"type": "string", "enum": ["order", "offer", "dispute"]},
                         "change": {"type": ["string", "null"]},
                         "body": {"type": "string"},
+                        "author_role": {"type": "string", "enum": ["buyer", "seller", "system"]},
                         "created_at": schema.TIME,
                     },
                 },
