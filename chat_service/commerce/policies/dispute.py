@@ -65,34 +65,43 @@ def dispute_action(*, action: str, status: str, actor: Actor, return_item: bool,
     return target
 
 
-def refund_amount(*, value: object, paid: Decimal, field: str = "refund_amount", allow_zero: bool = False) -> Decimal:
-    """A refund: a decimal string above 0 (or 0 for a platform decision) and at most what was paid."""
+def refund_amount(
+    *, value: object, paid: Decimal, currency: str = "", field: str = "refund_amount", allow_zero: bool = False
+) -> Decimal:
+    """A refund: a decimal string above 0 (or 0 for a platform decision) and at most what
+    was paid. The refusals are sentences a buyer reads; ``field`` names the field."""
     if not isinstance(value, str):
-        raise BadRequest(f'{field} must be a decimal string such as "12.50".', field=field)
+        raise BadRequest('The refund must be an amount such as "12.50".', field=field)
     try:
         amount = Decimal(value)
     except InvalidOperation:
-        raise BadRequest(f'{field} must be a decimal string such as "12.50".', field=field) from None
+        raise BadRequest('The refund must be an amount such as "12.50".', field=field) from None
     if not amount.is_finite() or amount.as_tuple().exponent < -2:  # type: ignore[operator]
-        raise BadRequest(f"{field} must have at most two decimals.", field=field)
+        raise BadRequest("The refund can have at most two decimals.", field=field)
     if amount < 0 or (amount == 0 and not allow_zero):
-        raise BadRequest(f"{field} must be above 0.", field=field)
+        raise BadRequest("The refund must be more than 0.", field=field)
     if amount > paid:
-        raise BadRequest(f"{field} can be at most what was paid ({paid:.2f}).", field=field)
+        raise BadRequest(
+            f"The refund can be at most {f'{currency} ' if currency else ''}{paid:.2f}, what was paid.", field=field
+        )
     return amount.quantize(Decimal("0.01"))
 
 
 def dispute_reason(value: object) -> str:
     if value not in REASONS:
-        raise BadRequest(f"reason must be one of {', '.join(REASONS)}.", field="reason")
+        raise BadRequest(f"Pick a reason: {', '.join(REASON_LABELS.values())}.", field="reason")
     return str(value)
+
+
+_TEXT_NOUNS = {"details": "The details", "note": "The note", "tracking_number": "The tracking number"}
 
 
 def dispute_text(value: object, *, field: str, max_chars: int, required: bool = False) -> str:
     if value is None and not required:
         return ""
     if not isinstance(value, str) or len(value) > max_chars or "\x00" in value or (required and not value.strip()):
-        raise BadRequest(f"{field} must be text of at most {max_chars} characters.", field=field)
+        what = _TEXT_NOUNS.get(field, field)
+        raise BadRequest(f"{what} must be text of at most {max_chars:,} characters.", field=field)
     return value
 
 

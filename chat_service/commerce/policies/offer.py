@@ -73,15 +73,15 @@ def offer_price(*, price: object, currency: object, order_currency: str) -> Deci
     """Validate an offered price: a decimal string above 0 with at most two decimals,
     in the order's currency."""
     if not isinstance(price, str):
-        raise BadRequest('price must be a decimal string such as "12.50".', field="price")
+        raise BadRequest('The price must be an amount such as "12.50".', field="price")
     try:
         value = Decimal(price)
     except InvalidOperation:
-        raise BadRequest('price must be a decimal string such as "12.50".', field="price") from None
+        raise BadRequest('The price must be an amount such as "12.50".', field="price") from None
     if not value.is_finite() or value <= 0 or value > MAX_PRICE:
-        raise BadRequest("price must be above 0.", field="price")
+        raise BadRequest("The price must be more than 0.", field="price")
     if value.as_tuple().exponent < -2:  # type: ignore[operator]
-        raise BadRequest("price can have at most two decimals.", field="price")
+        raise BadRequest("The price can have at most two decimals.", field="price")
     if currency is not None and currency != order_currency:
         raise BadRequest(f"The offer must be in the order's currency, {order_currency}.", field="currency")
     return value.quantize(Decimal("0.01"))

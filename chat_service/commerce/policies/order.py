@@ -70,9 +70,9 @@ def feedback_check(*, actor: Actor, state: AfterSale, rating: object, comment: o
     if state.open_dispute:
         raise InvalidState("Feedback can be left once the open dispute is closed.")
     if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
-        raise BadRequest("rating must be a whole number from 1 to 5.", field="rating")
+        raise BadRequest("Pick a rating from 1 to 5 stars.", field="rating")
     if comment is not None and (not isinstance(comment, str) or len(comment) > FEEDBACK_MAX_CHARS or "\x00" in comment):
-        raise BadRequest(f"comment must be text of at most {FEEDBACK_MAX_CHARS} characters.", field="comment")
+        raise BadRequest(f"The comment can be at most {FEEDBACK_MAX_CHARS:,} characters.", field="comment")
 
 
 def receipt_check(*, actor: Actor, state: AfterSale) -> str:

@@ -64,7 +64,7 @@ def dispute_open(
             now=now,
             protection=timedelta(days=settings.ORDERS["DISPUTE_PROTECTION_DAYS"]),
         )
-        amount = policy.refund_amount(value=refund_amount, paid=order.amount)
+        amount = policy.refund_amount(value=refund_amount, paid=order.amount, currency=order.currency)
         dispute = Dispute(
             order=order,
             status=policy.OPEN,
@@ -128,7 +128,7 @@ def dispute_respond(
         )
         dispute.seller_note = note_text
         if action == "counter":
-            counter = policy.refund_amount(value=refund_amount, paid=paid)
+            counter = policy.refund_amount(value=refund_amount, paid=paid, currency=locked.order.currency)
             if counter >= dispute.refund_amount:
                 raise BadRequest(
                     "A counter offer must refund less than the buyer asked for; accept instead.", field="refund_amount"
@@ -304,7 +304,7 @@ def dispute_decide(*, dispute_id: str, refund_amount: object, note: object = Non
             raise NotFound("There is no dispute with that id.")
         order, thread = order_locked_by_system(order_id=order_id)
         dispute = Dispute.objects.select_for_update().get(pk=dispute_id)
-        amount = policy.refund_amount(value=refund_amount, paid=order.amount, allow_zero=True)
+        amount = policy.refund_amount(value=refund_amount, paid=order.amount, currency=order.currency, allow_zero=True)
         target = policy.dispute_action(
             action="decide",
             status=dispute.status,

@@ -179,6 +179,13 @@ def test_refunds_are_above_zero_and_at_most_what_was_paid(value, ok):
             d.refund_amount(value=value, paid=Decimal("25.00"))
 
 
+def test_a_refund_refusal_is_a_sentence_with_the_amount_paid():
+    with pytest.raises(BadRequest) as refused:
+        d.refund_amount(value="60.00", paid=Decimal("54.99"), currency="USD")
+    assert refused.value.message == "The refund can be at most USD 54.99, what was paid."
+    assert refused.value.details == {"field": "refund_amount"}
+
+
 def test_every_reason_of_the_contract_is_accepted_and_nothing_else():
     for reason in ("not_as_described", "wrong_colour", "wrong_size", "works_poorly", "low_quality", "not_received"):
         assert d.dispute_reason(reason) == reason
