@@ -149,3 +149,32 @@ def test_the_detail_timeline_shows_each_step_once_in_the_viewers_person(browser,
     expect(page.locator(".om-timeline")).not_to_contain_text("The buyer")
     screenshot(page, "orders-detail-timeline")
     context.close()
+
+
+def test_the_disputes_tab_keeps_the_history_with_outcomes_open_ones_on_top(browser, site: Site) -> None:
+    resolved = orm(lambda: _dispute("A10010", amount="10.00", return_item=False))
+    orm(lambda: disputes.dispute_respond(user_id="seller-mori", dispute_id=resolved, action="accept"))
+    withdrawn = orm(lambda: _dispute("A10009", amount="89.00", return_item=True))
+    orm(lambda: disputes.dispute_cancel(user_id=BUYER, dispute_id=withdrawn))
+    orm(lambda: _dispute("A10008", amount="54.99", return_item=True))
+    context, page = buyer_orders(browser, site)
+    page.get_by_role("tab", name=re.compile(r"^Disputes \(1\)")).click()  # the count: open disputes
+    items = page.locator(".om-dispute-item")
+    expect(items).to_have_count(3)
+    expect(items.nth(0)).to_have_attribute("data-order-id", "A10008")
+    expect(items.nth(0).locator(".om-dispute")).to_have_text(
+        "Dispute open: waiting for the seller's answer to your request for USD 54.99."
+    )
+    expect(items.nth(1)).to_have_attribute("data-order-id", "A10009")  # the newer of the past ones
+    expect(items.nth(1).locator(".om-dispute")).to_have_text("You withdrew your dispute.")
+    expect(items.nth(2)).to_have_attribute("data-order-id", "A10010")
+    expect(items.nth(2).locator(".om-dispute")).to_have_text("Dispute resolved: USD 10.00 refunded, item kept.")
+    expect(page.get_by_role("heading", name="Open disputes")).to_be_visible()
+    expect(page.get_by_role("heading", name="Past disputes")).to_be_visible()
+    expect(page.get_by_role("search")).to_be_hidden()  # order filters do not apply here
+    screenshot(page, "orders-disputes-history")
+    page.reload()  # the tab is in the URL
+    expect(items).to_have_count(3)
+    items.nth(2).get_by_role("button", name="View order A10010").click()
+    expect(page.locator(".om-detail")).to_contain_text("Dispute resolved")
+    context.close()

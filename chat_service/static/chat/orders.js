@@ -102,7 +102,20 @@ function query() {
 
 async function load() {
   listEl.setAttribute("aria-busy", "true");
+  formEl.hidden = state.tab === "disputes"; // the order search does not apply to disputes
   try {
+    if (state.tab === "disputes") {
+      // Every dispute of the buyer's, with its outcome: the open ones on top, then the
+      // history, newest first (paged by the history's cursor).
+      const history = new URLSearchParams({ role: "buyer", status: "closed", limit: String(PAGE_SIZE) });
+      if (state.cursor) history.set("cursor", state.cursor);
+      const [open, closed] = await Promise.all([
+        state.cursor ? Promise.resolve({ disputes: [] }) : conn.fetchJson("/api/disputes/?role=buyer&status=open&limit=50"),
+        conn.fetchJson(`/api/disputes/?${history}`), loadCounts()]);
+      state.page = closed;
+      renderDisputes(open.disputes, closed.disputes);
+      return;
+    }
     const [page] = await Promise.all([conn.fetchJson(query()), loadCounts()]);
     state.page = page;
     renderList();
@@ -179,6 +192,39 @@ function renderList() {
   const older = h("button", { type: "button", disabled: !state.page.next, onclick: () => { state.cursor = state.page.next; navigate(); } }, "Older orders →");
   pagerEl.append(newer, older);
   liveEl.textContent = `${items.length} orders shown.`;
+}
+
+function renderDisputes(open, closed) {
+  clear(listEl);
+  state.orders.clear();
+  if (!open.length && !closed.length) listEl.append(h("li", { class: "om-empty" }, "No disputes."));
+  if (open.length) listEl.append(h("li", { class: "om-section" }, h("h2", {}, "Open disputes")));
+  for (const d of open) listEl.append(disputeCard(d));
+  if (closed.length) listEl.append(h("li", { class: "om-section" }, h("h2", {}, "Past disputes")));
+  for (const d of closed) listEl.append(disputeCard(d));
+  clear(pagerEl);
+  pagerEl.append(
+    h("button", { type: "button", disabled: !state.page.prev, onclick: () => { state.cursor = state.page.prev; navigate(); } }, "← Newer disputes"),
+    h("button", { type: "button", disabled: !state.page.next, onclick: () => { state.cursor = state.page.next; navigate(); } }, "Older disputes →"));
+  liveEl.textContent = `${open.length} open and ${closed.length} past disputes shown.`;
+}
+
+function disputeCard(d) {
+  const o = d.order;
+  return h("li", { class: "om-order om-dispute-item", dataset: { disputeId: d.dispute_id, orderId: o.order_id, disputeStatus: d.status } },
+    h("div", { class: "om-order-head" },
+      h("span", {}, "Order: ", h("strong", { class: "om-order-id" }, o.order_id)),
+      h("span", {}, "Opened: ", h("time", { datetime: d.opened_at }, formatDateTime(d.opened_at))),
+      d.closed_at ? h("span", {}, "Closed: ", h("time", { datetime: d.closed_at }, formatDateTime(d.closed_at))) : null),
+    h("div", { class: "om-order-body" },
+      h("div", { class: "om-item" },
+        h("div", { class: "om-title" }, o.item_title),
+        h("div", { class: "om-props" }, `${o.supplier_name} · Reason: ${DISPUTE_REASONS[d.reason] || d.reason}`)),
+      h("div", { class: "om-amount", "aria-label": "Amount" }, money(o.amount, o.currency)),
+      h("p", { class: "om-status om-dispute" }, disputeSentence(d, d.role)),
+      h("div", { class: "om-actions" },
+        h("button", { type: "button", "aria-label": `Contact seller about order ${o.order_id}`, onclick: () => showChat(o.order_id) }, "Contact Seller"),
+        h("button", { type: "button", "aria-label": `View order ${o.order_id}`, onclick: () => showDetail(o.order_id) }, "View Order"))));
 }
 
 function properties(props) {
@@ -385,6 +431,7 @@ document.addEventListener("chat-unread", (e) => { refreshOrder(e.detail.orderId)
 conn.addEventListener("notification", (e) => { refreshOrder(e.detail.order_id); refreshCounts(); });
 conn.addEventListener("thread.event", (e) => {
   if (e.detail.event.kind !== "message") { refreshOrder(e.detail.orderId); refreshCounts(); }
+  if (e.detail.event.kind === "dispute" && state.tab === "disputes") load();
 });
 // After a reconnect, what changed while offline is fetched again.
 let hellos = conn.state === "open" ? 1 : 0;
