@@ -41,6 +41,11 @@ class DemoOrder:
     tracking_number: str = ""
     currency: str = "USD"
 
+    @property
+    def category(self) -> str:
+        """The order system's category of the item: each demo seller sells one kind."""
+        return SELLER_CATEGORIES[self.seller_id]
+
 
 @dataclass(frozen=True, slots=True)
 class DemoMessage:
@@ -61,6 +66,7 @@ SELLERS = (
 USERS: dict[str, DemoUser] = {user.id: user for user in (BUYER, *SELLERS)}
 
 _LUMEN, _TESSA, _KITE, _MORI, _VEGA = (seller.id for seller in SELLERS)
+SELLER_CATEGORIES = {_LUMEN: "electronics", _VEGA: "electronics", _TESSA: "apparel", _KITE: "outdoor", _MORI: "home"}
 _S = OrderStatus
 
 # One order per row: id, seller, title / properties, quantity, amount / status, days ago,

@@ -24,6 +24,10 @@ class Order(models.Model):
     seller_id = models.CharField(max_length=64)
     supplier_name = models.CharField(max_length=200)
     item_title = models.CharField(max_length=300)
+    # The order system's product category ("electronics", "phones", "apparel", …); empty
+    # when it sends none (chat_service.commerce.policies.order.is_electronics falls back
+    # to the title).
+    category = models.CharField(max_length=64, blank=True, default="")
     properties = models.JSONField(default=dict, blank=True)
     quantity = models.PositiveIntegerField(default=1)
     amount = models.DecimalField(max_digits=12, decimal_places=2)

@@ -344,6 +344,7 @@ def _list_items(rows: list[tuple[Role, Order]]) -> list[dict[str, Any]]:
                 "role": role.value,
                 "unread": unread_of(thread, role),
                 "last_seq": thread.last_seq,
+                "try_before_feedback": _try_before_feedback(order),
                 "offer": _offer_brief(offer) if offer else None,
                 "dispute": _dispute_brief(dispute) if dispute else None,
                 # When none is open: how the last one ended (the card shows the outcome).
@@ -380,6 +381,11 @@ def _allowed_actions(
             dispute_policy.dispute_allowed_actions(status=open_dispute.status, actor=actor) if open_dispute else []
         ),
     }
+
+
+def _try_before_feedback(order: Order) -> bool:
+    """Advise using the goods for a few days before leaving feedback (electronics)."""
+    return order_policy.is_electronics(category=order.category, item_title=order.item_title)
 
 
 def _offer_brief(offer: Offer) -> dict[str, Any]:
@@ -481,6 +487,7 @@ def order_detail(*, user_id: str, order_id: str) -> dict[str, Any]:
         "role": role.value,
         "unread": unread_of(thread, role),
         "last_seq": thread.last_seq,
+        "try_before_feedback": _try_before_feedback(order),
         "timeline": [{**event, "created_at": iso(event["created_at"])} for event in reversed(list(timeline))],
         "offers": [offer_wire(o) for o in offers],
         "dispute": dispute_wire(dispute) if dispute else None,

@@ -62,6 +62,7 @@ def order_summary(order: Order) -> dict[str, Any]:
         "seller_id": order.seller_id,
         "supplier_name": order.supplier_name,
         "item_title": order.item_title,
+        "category": order.category,
         "properties": order.properties,
         "quantity": order.quantity,
         "amount": money(order.amount),

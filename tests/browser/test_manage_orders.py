@@ -178,3 +178,32 @@ def test_the_disputes_tab_keeps_the_history_with_outcomes_open_ones_on_top(brows
     items.nth(2).get_by_role("button", name="View order A10010").click()
     expect(page.locator(".om-detail")).to_contain_text("Dispute resolved")
     context.close()
+
+
+def test_the_try_it_first_tip_shows_for_electronics_only_wherever_feedback_can_be_left(browser, site: Site) -> None:
+    tip = "Tip: use electronics for a few days before you leave feedback"
+    warning = "Leaving feedback ends the chance to open a dispute for this order."
+    context, page = buyer_orders(browser, site)
+    page.get_by_role("tab", name=re.compile(r"^Goods Awaiting Acceptance")).click()
+    panel = page.get_by_role("complementary", name="Order panel")
+    for order_id, electronics in (("A10011", True), ("A10010", False)):  # a desk lamp, bath towels
+        row(page, order_id).get_by_role("button", name="Confirm Goods Received").click()
+        panel.get_by_label("Leave feedback now").check()
+        expect(panel).to_contain_text(warning)
+        expect(panel.get_by_text(tip)).to_have_count(1 if electronics else 0)
+        if electronics:
+            screenshot(page, "orders-confirm-electronics-tip")
+        panel.get_by_role("button", name="Close").click()
+
+    # The standalone Leave Feedback panel of completed orders: headphones, a sweatshirt.
+    page.get_by_role("tab", name=re.compile(r"^All")).click()
+    for order_id, electronics in (("A10014", True), ("A10012", False)):
+        form = page.get_by_role("search")
+        form.get_by_label("Order ID").fill(order_id)
+        form.get_by_role("button", name="Search").click()
+        expect(page.locator(".om-order")).to_have_count(1)
+        row(page, order_id).get_by_role("button", name="Leave Feedback").click()
+        expect(panel).to_contain_text(warning)
+        expect(panel.get_by_text(tip)).to_have_count(1 if electronics else 0)
+        panel.get_by_role("button", name="Close").click()
+    context.close()

@@ -155,6 +155,23 @@ def test_signed_event_is_applied(client):
 
 
 @pytest_db
+def test_the_order_systems_category_is_kept_and_can_change(client):
+    ok(post(client, event(snapshot("A1", category="Electronics "), type="order.created")))
+    assert Order.objects.get(pk="A1").category == "Electronics"
+    ok(post(client, event(snapshot("A1", version=2, category="phones"))))
+    assert Order.objects.get(pk="A1").category == "phones"
+    ok(post(client, event(snapshot("A2"), type="order.created")))  # none sent: empty
+    assert Order.objects.get(pk="A2").category == ""
+
+
+@pytest_db
+def test_a_category_that_is_not_short_text_is_400(client):
+    response = post(client, event(snapshot("A1", category=["electronics"]), type="order.created"))
+    assert response.status_code == 400 and response.json()["error"]["field"] == "order.category"
+    assert not Order.objects.filter(pk="A1").exists()
+
+
+@pytest_db
 def test_tampered_body_is_401_and_changes_nothing(client):
     raw = raw_of(event(snapshot("A1"), type="order.created"))
     header = sign(SECRET, raw, int(time.time()))

@@ -10,6 +10,7 @@ left no dispute can be opened.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -41,6 +42,40 @@ RULES = (
 )
 
 FEEDBACK_MAX_CHARS = 1000
+
+# Goods that should be used for a few days before feedback is left (issue 14): the order
+# system's categories for them, and, when it sends no category, words of the item title.
+ELECTRONICS_CATEGORIES = frozenset(
+    {
+        "electronics",
+        "phones",
+        "mobile_phones",
+        "tablets",
+        "computers",
+        "laptops",
+        "headphones",
+        "audio",
+        "cameras",
+        "wearables",
+        "smart_home",
+        "consumer_electronics",
+        "chargers",
+        "accessories_electronics",
+    }
+)
+_ELECTRONICS_WORDS = re.compile(
+    r"\b(phone|smartphone|tablet|laptop|headphones?|earbuds?|earphones?|speakers?|charger|power bank|"
+    r"keyboard|mouse|camera|smartwatch|watch|console|monitor|router|usb|bluetooth|wireless)\b",
+    re.IGNORECASE,
+)
+
+
+def is_electronics(*, category: str, item_title: str) -> bool:
+    """Whether to advise using the goods for a few days before leaving feedback: by the
+    order system's category when it sends one, else by words of the item title."""
+    if category:
+        return category.strip().lower() in ELECTRONICS_CATEGORIES
+    return bool(_ELECTRONICS_WORDS.search(item_title))
 
 
 def order_action(*, action: str, status: str, actor: Actor) -> str:

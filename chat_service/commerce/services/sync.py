@@ -75,6 +75,7 @@ EVENT_TYPES = ORDER_EVENT_TYPES | {DISPUTE_DECIDED}
 # Field bounds (the model's columns).
 SUPPLIER_MAX_CHARS = 200
 TITLE_MAX_CHARS = 300
+CATEGORY_MAX_CHARS = 64
 TRACKING_MAX_CHARS = 64
 PROPERTIES_MAX_CHARS = 8192
 PROPERTIES_MAX_DEPTH = 8
@@ -87,6 +88,7 @@ _CURRENCY_RE = re.compile(r"[A-Z]{3}")
 _SNAPSHOT_FIELDS = (
     "supplier_name",
     "item_title",
+    "category",
     "properties",
     "quantity",
     "amount",
@@ -116,6 +118,7 @@ class OrderSnapshot:
     seller_id: str
     supplier_name: str
     item_title: str
+    category: str
     properties: dict[str, Any]
     quantity: int
     amount: Decimal
@@ -206,6 +209,7 @@ def order_snapshot(payload: object) -> OrderSnapshot:
         seller_id=seller_id,
         supplier_name=_text(payload.get("supplier_name"), "supplier_name", SUPPLIER_MAX_CHARS, default=""),
         item_title=_text(payload.get("item_title"), "item_title", TITLE_MAX_CHARS, default=None),
+        category=_text(payload.get("category"), "category", CATEGORY_MAX_CHARS, default="").strip(),
         properties=_properties(payload.get("properties")),
         quantity=_whole(payload.get("quantity"), "quantity", maximum=MAX_QUANTITY, default=1),
         amount=Decimal(amount).quantize(Decimal("0.01")),
@@ -327,6 +331,7 @@ def _apply_snapshot(s: OrderSnapshot, inbox: InboxEvent) -> SyncOutcome:
                 seller_id=s.seller_id,
                 supplier_name=s.supplier_name,
                 item_title=s.item_title,
+                category=s.category,
                 properties=s.properties,
                 quantity=s.quantity,
                 amount=s.amount,

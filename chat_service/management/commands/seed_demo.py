@@ -56,6 +56,7 @@ def demo_seed(*, reset: bool = False, now: datetime | None = None) -> SeedOutcom
                 seller_id=demo.seller_id,
                 supplier_name=seller_names[demo.seller_id],
                 item_title=demo.item_title,
+                category=demo.category,
                 properties=demo.properties,
                 quantity=demo.quantity,
                 amount=demo.amount,

@@ -389,6 +389,9 @@ function showConfirm(item, receipt) {
   const status = h("p", { role: "status", class: "om-form-status" });
   const feedbackPart = h("fieldset", { class: "om-feedback" },
     h("legend", {}, "Feedback"),
+    // Wherever feedback can be left: for electronics, try them first (the order system's
+    // category, or the title when it sends none: try_before_feedback).
+    item.try_before_feedback ? h("p", { class: "om-advice" }, "Tip: use electronics for a few days before you leave feedback, so you know they work as described.") : null,
     h("p", { class: "om-warning" }, "Leaving feedback ends the chance to open a dispute for this order."),
     h("label", { for: "fb-rating" }, "Rating"), rating,
     h("label", { for: "fb-comment" }, "Comment (optional)"), comment);
@@ -409,7 +412,6 @@ function showConfirm(item, receipt) {
       refreshOrder(item.order_id);
     }
   } },
-  receipt ? h("p", { class: "om-advice" }, "Tip: use electronics for a few days before you leave feedback, so you know they work as described.") : null,
   receipt ? h("p", {}, "Confirm only once you have received the goods: the seller is then paid.") : null,
   receipt ? h("div", { class: "oc-check" }, withFeedback, h("label", { for: "fb-now" }, "Leave feedback now")) : null,
   feedbackPart,

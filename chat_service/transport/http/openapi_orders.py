@@ -121,6 +121,7 @@ _ORDER_PROPERTIES: dict[str, Any] = {
     "seller_id": {"type": "string"},
     "supplier_name": {"type": "string"},
     "item_title": {"type": "string"},
+    "category": {"type": "string", "description": "the order system's product category, or empty"},
     "properties": {"type": "object"},
     "quantity": {"type": "integer"},
     "amount": schema.MONEY,
@@ -154,6 +155,10 @@ SCHEMAS: dict[str, Any] = {
         "required": [*_ORDER_REQUIRED, "offer", "dispute", "actions"],
         "properties": {
             **_ORDER_PROPERTIES,
+            "try_before_feedback": {
+                "type": "boolean",
+                "description": "electronics: advise using them for a few days before leaving feedback",
+            },
             "offer": {
                 "oneOf": [
                     {
@@ -254,6 +259,10 @@ SCHEMAS: dict[str, Any] = {
         "required": [*_ORDER_REQUIRED, "timeline", "offers", "dispute", "allowed_actions"],
         "properties": {
             **_ORDER_PROPERTIES,
+            "try_before_feedback": {
+                "type": "boolean",
+                "description": "electronics: advise using them for a few days before leaving feedback",
+            },
             "timeline": {
                 "type": "array",
                 "description": "the thread's order, offer and dispute events, oldest first (not chat messages)",

@@ -279,3 +279,19 @@ def test_allowed_actions_follow_the_rules():
         "decline",
     ]
     assert d.dispute_allowed_actions(status=d.OPEN, actor=S) == ["accept", "counter", "reject"]
+
+
+@pytest.mark.parametrize(
+    "category, title, expected",
+    [
+        ("electronics", "Bath towels", True),  # the order system's category decides
+        ("Phones", "Case", True),
+        ("home", "Bluetooth speaker", False),
+        ("", "Wireless Earbuds with Noise Cancelling", True),  # no category: the title
+        ("", "USB-C charger", True),
+        ("", "Bamboo Bath Towel Set", False),
+        ("", "Watchful owl mug", False),  # whole words only
+    ],
+)
+def test_the_try_it_first_tip_is_for_electronics_by_category_else_by_title(category, title, expected):
+    assert od.is_electronics(category=category, item_title=title) is expected
