@@ -14,6 +14,7 @@ from django.db.models import F
 from playwright.sync_api import expect
 
 from chat_service.commerce.services import disputes, offers, orders
+from chat_service.threads import services as chat
 from chat_service.threads.models import Event, EventKind, Role
 from tests.browser.conftest import Site, orm, screenshot
 from tests.browser.test_web_ui import BUYER, buyer_orders, row, sign_in
@@ -206,4 +207,31 @@ def test_the_try_it_first_tip_shows_for_electronics_only_wherever_feedback_can_b
         expect(panel).to_contain_text(warning)
         expect(panel.get_by_text(tip)).to_have_count(1 if electronics else 0)
         panel.get_by_role("button", name="Close").click()
+    context.close()
+
+
+def test_a_long_thread_opens_at_the_first_unread_below_a_divider_or_at_its_newest(browser, site: Site) -> None:
+    def seed() -> None:
+        for n in range(1, 31):  # the buyer has read these
+            chat.message_send(user_id=BUYER, order_id="A10002", client_msg_id=f"b{n}", body=f"Question {n}")
+        for n in range(1, 9):  # ... and not these
+            chat.message_send(user_id="seller-tessa", order_id="A10002", client_msg_id=f"s{n}", body=f"Answer {n}")
+        for n in range(1, 41):  # a long thread, all read
+            chat.message_send(user_id=BUYER, order_id="A10003", client_msg_id=f"q{n}", body=f"Note {n}")
+
+    orm(seed)
+    context, page = buyer_orders(browser, site, width=1366, height=700)
+    row(page, "A10002").get_by_role("button", name="Contact Seller").click()
+    log = page.locator("order-chat .oc-log")
+    divider = log.locator(".oc-unread-divider")
+    expect(divider).to_have_count(1)
+    expect(divider).to_have_text("New messages")
+    expect(divider).to_be_in_viewport()
+    expect(log.get_by_text("Answer 1", exact=True)).to_be_in_viewport()
+    screenshot(page, "chat-opens-at-first-unread")
+    page.get_by_role("button", name="Close").click()
+
+    row(page, "A10003").get_by_role("button", name="Contact Seller").click()
+    expect(log.get_by_text("Note 40", exact=True)).to_be_in_viewport()
+    expect(log.locator(".oc-unread-divider")).to_have_count(0)
     context.close()

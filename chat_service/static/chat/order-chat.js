@@ -148,10 +148,17 @@ export class OrderChat extends HTMLElement {
       this.role = data.role;
       this.order = data.order;
       this.hasMore = data.has_more;
+      const readBefore = (data.read_seq && data.read_seq[data.role]) || 0;
       this.applyReadSeq(data.read_seq);
       this.events = [];
       this.seqs.clear();
       this.addEvents(data.events || []);
+      // Where the reader left off: the first event after their marker by someone else
+      // (if it was not loaded, the oldest loaded one). The thread opens there, below a
+      // "New messages" divider, or at its newest event when nothing is unread.
+      const me = this.conn.user?.id;
+      const unseen = (data.unread || 0) > 0 ? this.events.filter((e) => e.seq > readBefore && e.author_id !== me) : [];
+      this.firstUnreadSeq = unseen.length ? unseen[0].seq : null;
       this.renderAll();
       this.renderHead();
       this.setUnread(data.unread || 0);
@@ -243,11 +250,29 @@ export class OrderChat extends HTMLElement {
     this.log.setAttribute("aria-busy", "true");
     clear(this.list);
     this.lastDay = null;
-    for (const event of this.events) this.appendEvent(event, false);
+    for (const event of this.events) {
+      if (event.seq === this.firstUnreadSeq) this.list.append(h("li", { class: "oc-unread-divider", role: "separator" }, "New messages"));
+      this.appendEvent(event, false);
+    }
     this.earlierBtn.hidden = !this.hasMore;
     this.log.removeAttribute("aria-busy");
     this.renderSeen();
-    this.scrollDown();
+    this.scrollToReadingPoint();
+  }
+
+  /** The newest event in view, or the "New messages" divider at the top when what is
+   * unread is taller than the view. Again once the panel has its final size (the chat
+   * may be laid out after it was filled). */
+  scrollToReadingPoint() {
+    const place = () => {
+      const divider = this.list.querySelector(".oc-unread-divider");
+      // The divider's position in the log's content, whatever the log's scroll is now.
+      const at = divider ? divider.getBoundingClientRect().top - this.log.getBoundingClientRect().top + this.log.scrollTop : 0;
+      if (divider && this.log.scrollHeight - at > this.log.clientHeight) this.log.scrollTop = at;
+      else this.scrollDown();
+    };
+    place();
+    requestAnimationFrame(place);
   }
 
   appendEvent(event, scroll = true) {
