@@ -235,3 +235,65 @@ def test_a_long_thread_opens_at_the_first_unread_below_a_divider_or_at_its_newes
     expect(log.get_by_text("Note 40", exact=True)).to_be_in_viewport()
     expect(log.locator(".oc-unread-divider")).to_have_count(0)
     context.close()
+
+
+CONTRAST = """(el) => {
+  const rgb = (s) => s.match(/[\\d.]+/g).map(Number);
+  const lum = ([r, g, b]) => {
+    const c = [r, g, b].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+  };
+  let bg = null;
+  for (let n = el; n; n = n.parentElement) {
+    const c = rgb(getComputedStyle(n).backgroundColor);
+    if (c.length < 4 || c[3] > 0) { bg = c; break; }
+  }
+  bg = bg || [255, 255, 255];
+  const [a, b] = [lum(rgb(getComputedStyle(el).color)), lum(bg)];
+  return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+}"""
+
+
+def test_the_page_works_from_the_keyboard_and_reads_well(browser, site: Site) -> None:
+    context, page = buyer_orders(browser, site)
+    # Tabs are tabs: arrow keys move and show, the panel is labelled by the selected one.
+    page.get_by_role("tab", name=re.compile(r"^All")).focus()
+    page.keyboard.press("ArrowRight")
+    payment = page.get_by_role("tab", name=re.compile(r"^Awaiting Payment"))
+    expect(payment).to_have_attribute("aria-selected", "true")
+    expect(payment).to_be_focused()
+    expect(page.locator(".om-order")).to_have_count(3)
+    expect(page.get_by_role("tabpanel")).to_have_attribute("aria-labelledby", "om-tab-awaiting_payment")
+    page.keyboard.press("Home")
+    expect(page.get_by_role("tab", name=re.compile(r"^All"))).to_be_focused()
+
+    # Every button names its order; the panel dims the page; Escape closes it from
+    # anywhere and focus returns to the button that opened it.
+    contact = page.get_by_role("button", name="Contact seller about order A10002", exact=True)
+    contact.click()
+    expect(page.locator(".om-backdrop")).to_be_visible()
+    screenshot(page, "orders-panel-backdrop")
+    page.evaluate("document.activeElement.blur()")  # focus leaves the panel (to the body)
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("complementary", name="Order panel")).to_be_hidden()
+    expect(page.locator(".om-backdrop")).to_be_hidden()
+    expect(contact).to_be_focused()
+
+    # Text a buyer reads has a contrast of at least 4.5:1.
+    for selector in (".om-props", ".om-tab", ".om-unread", ".oc-status-text", ".pg-top nav a", ".om-status"):
+        ratio = page.locator(selector).first.evaluate(CONTRAST)
+        assert ratio >= 4.5, (selector, ratio)
+    context.close()
+
+
+def test_on_a_phone_tap_targets_are_44_px_and_the_tabs_show_that_they_scroll(browser, site: Site) -> None:
+    context, page = buyer_orders(browser, site, width=390, height=844)
+    for button in row(page, "A10001").get_by_role("button").all():
+        box = button.bounding_box()
+        assert box and box["height"] >= 44 and box["width"] >= 44, (button.text_content(), box)
+    tabs = page.locator(".om-tabs")
+    expect(tabs).to_have_class(re.compile(r"\bom-tabs-more\b"))  # more tabs off screen
+    tabs.evaluate("(el) => el.scrollTo(el.scrollWidth, 0)")
+    expect(tabs).not_to_have_class(re.compile(r"\bom-tabs-more\b"))
+    screenshot(page, "orders-phone")
+    context.close()

@@ -28,6 +28,11 @@ const listEl = h("ol", { class: "om-list", "aria-label": "Orders" });
 const pagerEl = h("nav", { class: "om-pager", "aria-label": "Pages" });
 const liveEl = h("div", { class: "oc-sr", role: "status", "aria-live": "polite" });
 const panel = h("aside", { class: "om-panel", hidden: true, "aria-label": "Order panel" });
+// Behind the panel: the page is dimmed (the panel covers part of the card it belongs to),
+// and a click on it closes the panel.
+const backdrop = h("div", { class: "om-backdrop", hidden: true, onclick: () => closePanel() });
+const tabPanel = h("div", { id: "om-tabpanel", role: "tabpanel" });
+let opener = null; // the control that opened the panel: focus goes back to it
 
 function searchForm() {
   const field = (name, label, attrs = {}) => h("div", { class: "om-field" },
@@ -56,8 +61,19 @@ function searchForm() {
 }
 
 const formEl = searchForm();
-root.append(tabsEl, formEl, liveEl, listEl, pagerEl);
-document.body.append(panel);
+tabPanel.append(listEl, pagerEl);
+root.append(tabsEl, formEl, liveEl, tabPanel);
+document.body.append(backdrop, panel);
+// Escape closes the panel from anywhere on the page.
+document.addEventListener("keydown", (e) => { if (e.key === "Escape" && !panel.hidden) closePanel(); });
+tabsEl.addEventListener("scroll", () => tabsScrollHint());
+window.addEventListener("resize", () => tabsScrollHint());
+
+/** Tabs that run off screen (narrow viewports) show a fade on the side that scrolls. */
+function tabsScrollHint() {
+  const more = tabsEl.scrollWidth - tabsEl.clientWidth - tabsEl.scrollLeft > 2;
+  tabsEl.classList.toggle("om-tabs-more", more);
+}
 
 // --- the URL -----------------------------------------------------------------------------
 
@@ -169,14 +185,47 @@ function refreshCounts() {
 // --- rendering ----------------------------------------------------------------------------
 
 function renderTabs(counts) {
+  const focused = tabsEl.contains(document.activeElement) ? document.activeElement.dataset.tab : null;
   clear(tabsEl);
   for (const [value, label, count] of TABS) {
     const selected = state.tab === value;
+    const id = `om-tab-${value || "all"}`;
     tabsEl.append(h("button", {
-      type: "button", role: "tab", class: "om-tab", "aria-selected": selected ? "true" : "false",
+      type: "button", role: "tab", id, class: "om-tab", "aria-selected": selected ? "true" : "false",
+      "aria-controls": "om-tabpanel", tabindex: selected ? "0" : "-1",
       dataset: { tab: value || "all" },
-      onclick: () => { state.tab = value; state.cursor = null; navigate(); },
+      onclick: () => selectTab(value),
     }, label, " ", h("span", { class: "om-count" }, `(${count(counts) ?? 0})`)));
+    if (selected) tabPanel.setAttribute("aria-labelledby", id);
+  }
+  if (focused) tabsEl.querySelector(`[data-tab="${focused}"]`)?.focus();
+  tabsScrollHint();
+}
+
+function selectTab(value) {
+  state.tab = value;
+  state.cursor = null;
+  navigate();
+}
+
+// Arrow keys move between the tabs (and show the one they land on), Home and End to the ends.
+tabsEl.addEventListener("keydown", (e) => {
+  const values = TABS.map(([value]) => value);
+  const at = values.indexOf(state.tab);
+  const to = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: values.length - 1 }[e.key];
+  if (to === undefined) return;
+  e.preventDefault();
+  const value = values[(to + values.length) % values.length];
+  selectTab(value);
+  renderTabsFocus(value);
+});
+
+function renderTabsFocus(value) {
+  for (const tab of tabsEl.querySelectorAll("[role=tab]")) {
+    const selected = tab.dataset.tab === (value || "all");
+    tab.setAttribute("aria-selected", selected ? "true" : "false");
+    tab.tabIndex = selected ? 0 : -1;
+    if (selected) { tab.focus(); tabPanel.setAttribute("aria-labelledby", tab.id); }
   }
 }
 
@@ -236,16 +285,19 @@ function orderCard(item) {
   const open = (kind, extra = {}) => () => (kind === "chat" ? showChat(item.order_id, extra) : showDetail(item.order_id));
   const unread = item.unread || 0;
   const buttons = h("div", { class: "om-actions" });
+  const id = item.order_id;
   if (item.status === "awaiting_payment") {
-    buttons.append(h("a", { class: "om-button oc-primary", href: PAY_URL ? `${PAY_URL}${encodeURIComponent(item.order_id)}` : "#pay", onclick: PAY_URL ? null : (e) => { e.preventDefault(); alertBox(item.order_id, "Payment happens on the marketplace. This demo has no payment page."); } }, "Pay Now"));
+    buttons.append(h("a", { class: "om-button oc-primary", "aria-label": `Pay now for order ${id}`, href: PAY_URL ? `${PAY_URL}${encodeURIComponent(id)}` : "#pay", onclick: PAY_URL ? null : (e) => { e.preventDefault(); alertBox(id, "Payment happens on the marketplace. This demo has no payment page."); } }, "Pay Now"));
   }
-  if (actions.has("cancel")) buttons.append(h("button", { type: "button", onclick: () => cancelOrder(item) }, "Cancel Order"));
-  if (actions.has("confirm_receipt")) buttons.append(h("button", { type: "button", class: "oc-primary", onclick: () => showConfirm(item, true) }, "Confirm Goods Received"));
-  if (actions.has("leave_feedback")) buttons.append(h("button", { type: "button", onclick: () => showConfirm(item, false) }, "Leave Feedback"));
-  if (actions.has("open_dispute")) buttons.append(h("button", { type: "button", onclick: open("chat", { dispute: true }) }, "Open Dispute"));
+  // Every button names its order: a screen reader's list of buttons is otherwise a column
+  // of "Contact Seller".
+  if (actions.has("cancel")) buttons.append(h("button", { type: "button", "aria-label": `Cancel order ${id}`, onclick: () => cancelOrder(item) }, "Cancel Order"));
+  if (actions.has("confirm_receipt")) buttons.append(h("button", { type: "button", class: "oc-primary", "aria-label": `Confirm goods received for order ${id}`, onclick: () => showConfirm(item, true) }, "Confirm Goods Received"));
+  if (actions.has("leave_feedback")) buttons.append(h("button", { type: "button", "aria-label": `Leave feedback for order ${id}`, onclick: () => showConfirm(item, false) }, "Leave Feedback"));
+  if (actions.has("open_dispute")) buttons.append(h("button", { type: "button", "aria-label": `Open dispute about order ${id}`, onclick: open("chat", { dispute: true }) }, "Open Dispute"));
   buttons.append(
-    h("button", { type: "button", onclick: open("chat") }, "Contact Seller"),
-    h("button", { type: "button", onclick: open("detail") }, "View Detail"));
+    h("button", { type: "button", "aria-label": `Contact seller about order ${id}`, onclick: open("chat") }, "Contact Seller"),
+    h("button", { type: "button", "aria-label": `View detail of order ${id}`, onclick: open("detail") }, "View Detail"));
   const status = h("div", { class: "om-status" }, STATUS_LABELS[item.status] || item.status);
   // The after-sale, in words: the open dispute, else how the last one ended (not a withdrawn one).
   const dispute = item.dispute || (item.last_dispute && item.last_dispute.status === "resolved" ? item.last_dispute : null);
@@ -297,20 +349,33 @@ function offerBox(item) {
 // --- panels -------------------------------------------------------------------------------
 
 function openPanel(kind, orderId, title) {
+  if (panel.hidden) opener = document.activeElement;
   clear(panel);
   panel.dataset.kind = kind;
   panel.dataset.orderId = orderId;
   panel.hidden = false;
+  backdrop.hidden = false;
   const close = h("button", { type: "button", class: "om-close", onclick: closePanel }, "Close");
   panel.append(h("div", { class: "om-panel-head" }, h("strong", {}, title), close));
-  panel.onkeydown = (e) => { if (e.key === "Escape") closePanel(); };
   return close;
 }
 
 function closePanel() {
+  const orderId = panel.dataset.orderId;
   clear(panel);
   panel.hidden = true;
+  backdrop.hidden = true;
   delete panel.dataset.orderId;
+  // Focus returns to the control that opened the panel, or, if the card was redrawn
+  // meanwhile, to the same control of the new card.
+  let target = opener && opener.isConnected ? opener : null;
+  if (!target && opener && orderId) {
+    const label = opener.getAttribute("aria-label");
+    const card = listEl.querySelector(`[data-order-id="${CSS.escape(orderId)}"]`);
+    target = card && label ? [...card.querySelectorAll("button, a")].find((b) => b.getAttribute("aria-label") === label) : null;
+  }
+  opener = null;
+  if (target) target.focus();
 }
 
 function showChat(orderId, { dispute = false } = {}) {
