@@ -297,3 +297,23 @@ def test_on_a_phone_tap_targets_are_44_px_and_the_tabs_show_that_they_scroll(bro
     expect(tabs).not_to_have_class(re.compile(r"\bom-tabs-more\b"))
     screenshot(page, "orders-phone")
     context.close()
+
+
+def test_an_incoming_message_updates_the_console_inbox_in_place_without_stealing_focus(browser, site: Site) -> None:
+    context, page = sign_in(browser, site, "seller-lumen")
+    page.goto(f"{site.url}/console/?order=A10001")
+    expect(page.locator("order-chat .oc-title")).to_contain_text("A10001")
+    fetched: list[str] = []
+    page.on("request", lambda request: fetched.append(request.url) if "/api/threads/?" in request.url else None)
+    keyboard_thread = page.locator('.cs-thread[data-order-id="A10006"] button')
+    keyboard_thread.focus()
+
+    orm(lambda: chat.message_send(user_id=BUYER, order_id="A10011", client_msg_id="lamp-1", body="Does it dim?"))
+    lamp = page.locator('.cs-thread[data-order-id="A10011"]')
+    expect(lamp.locator(".cs-last")).to_contain_text("Does it dim?")
+    expect(lamp.locator(".oc-badge")).to_be_visible()
+    expect(keyboard_thread).to_be_focused()  # the inbox was not rebuilt under the keyboard
+    expect(page.locator(".cs-thread").first).to_have_attribute("data-order-id", "A10011")  # newest first
+    screenshot(page, "console-inbox-in-place")
+    assert fetched == [], fetched  # no refetch of the thread list for a pushed message
+    context.close()
