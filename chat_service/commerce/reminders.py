@@ -8,6 +8,8 @@ The worker runs ``reminders_schedule_due`` (chat_service.notification_channels.j
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,12 +21,34 @@ from chat_service.commerce.models import Dispute, Offer
 from chat_service.commerce.policies import dispute as dispute_policy
 from chat_service.commerce.policies import offer as offer_policy
 from chat_service.threads.notifications import texts
-from chat_service.threads.notifications.config import notify_config
+from chat_service.threads.notifications.config import NotifyConfig, notify_config
 from chat_service.threads.notifications.models import Notification
 from chat_service.threads.notifications.services import notification_remind, reminder_kind_register
 
 OFFER_EXPIRING = "offer.expiring"
 DISPUTE_RESPONSE_DUE = "dispute.response_due"
+
+
+@dataclass(frozen=True, slots=True)
+class _Deadline:
+    """One kind of deadline a reminder is queued for, once per subject."""
+
+    kind: str
+    model: type[Offer] | type[Dispute]
+    status: str  # the subject's state while the deadline stands
+    deadline: str  # its deadline field
+    lead_s: Callable[[NotifyConfig], float]
+    key_prefix: str  # the reminder's dedupe key: "<prefix>:<subject id>"
+    recipient: str  # the order's field naming who is reminded
+    data_key: str
+
+
+_DEADLINES = (
+    _Deadline(OFFER_EXPIRING, Offer, offer_policy.OPEN, "expires_at", lambda c: c.offer_reminder_lead_s,
+              "offer-expiring", "buyer_id", "offer_id"),
+    _Deadline(DISPUTE_RESPONSE_DUE, Dispute, dispute_policy.OPEN, "respond_by", lambda c: c.dispute_reminder_lead_s,
+              "dispute-response-due", "seller_id", "dispute_id"),
+)  # fmt: skip
 
 
 def reminders_schedule_due(*, now: datetime | None = None, limit: int = 200) -> int:
@@ -35,46 +59,24 @@ def reminders_schedule_due(*, now: datetime | None = None, limit: int = 200) -> 
     now = now or timezone.now()
     config = notify_config()
     queued = 0
-    offer_key = Concat(Value("offer-expiring:"), Cast(OuterRef("pk"), output_field=CharField()))
-    offers = (
-        Offer.objects.select_related("order")
-        .filter(
-            status=offer_policy.OPEN,
-            expires_at__gt=now,
-            expires_at__lte=now + timedelta(seconds=config.offer_reminder_lead_s),
+    for d in _DEADLINES:
+        key = Concat(Value(f"{d.key_prefix}:"), Cast(OuterRef("pk"), output_field=CharField()))
+        lead = timedelta(seconds=d.lead_s(config))
+        due = (
+            d.model.objects.select_related("order")
+            .filter(status=d.status, **{f"{d.deadline}__gt": now, f"{d.deadline}__lte": now + lead})
+            .filter(~Exists(Notification.objects.filter(dedupe_key=key)))
+            .order_by(d.deadline)[:limit]
         )
-        .filter(~Exists(Notification.objects.filter(dedupe_key=offer_key)))
-        .order_by("expires_at")[:limit]
-    )
-    for offer in offers:
-        queued += notification_remind(
-            user_id=offer.order.buyer_id,
-            order_id=offer.order_id,
-            kind=OFFER_EXPIRING,
-            dedupe_key=f"offer-expiring:{offer.pk}",
-            data={"offer_id": offer.pk},
-            now=now,
-        )
-    dispute_key = Concat(Value("dispute-response-due:"), Cast(OuterRef("pk"), output_field=CharField()))
-    disputes = (
-        Dispute.objects.select_related("order")
-        .filter(
-            status=dispute_policy.OPEN,
-            respond_by__gt=now,
-            respond_by__lte=now + timedelta(seconds=config.dispute_reminder_lead_s),
-        )
-        .filter(~Exists(Notification.objects.filter(dedupe_key=dispute_key)))
-        .order_by("respond_by")[:limit]
-    )
-    for dispute in disputes:
-        queued += notification_remind(
-            user_id=dispute.order.seller_id,
-            order_id=dispute.order_id,
-            kind=DISPUTE_RESPONSE_DUE,
-            dedupe_key=f"dispute-response-due:{dispute.pk}",
-            data={"dispute_id": dispute.pk},
-            now=now,
-        )
+        for subject in due:
+            queued += notification_remind(
+                user_id=getattr(subject.order, d.recipient),
+                order_id=subject.order_id,
+                kind=d.kind,
+                dedupe_key=f"{d.key_prefix}:{subject.pk}",
+                data={d.data_key: subject.pk},
+                now=now,
+            )
     return queued
 
 

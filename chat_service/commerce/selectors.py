@@ -328,14 +328,14 @@ def _list_items(rows: list[tuple[Role, Order]]) -> list[dict[str, Any]]:
     items = []
     for role, order in rows:
         thread, offer, history = threads[order.pk], offers.get(order.pk), disputes.get(order.pk, [])
-        dispute = next((d for d in history if d.status not in dispute_policy.CLOSED), None)
+        dispute, resolved = _dispute_state(history)
         last = history[0] if history and dispute is None else None
         actions = _allowed_actions(
             order=order,
             actor=Actor(role.value),
             live_offer=offer,
             open_dispute=dispute,
-            dispute_resolved=any(d.status == dispute_policy.RESOLVED for d in history),
+            dispute_resolved=resolved,
             now=now,
         )
         items.append(
@@ -353,6 +353,12 @@ def _list_items(rows: list[tuple[Role, Order]]) -> list[dict[str, Any]]:
             }
         )
     return items
+
+
+def _dispute_state(history: list[Dispute]) -> tuple[Dispute | None, bool]:
+    """Of an order's disputes: the open one (None if none is), and whether one was resolved."""
+    open_dispute = next((d for d in history if d.status not in dispute_policy.CLOSED), None)
+    return open_dispute, any(d.status == dispute_policy.RESOLVED for d in history)
 
 
 def _allowed_actions(
@@ -465,7 +471,7 @@ def order_detail(*, user_id: str, order_id: str) -> dict[str, Any]:
     order, actor = thread.order, Actor(role.value)
     offers = list(Offer.objects.filter(order_id=order_id).order_by("-created_at", "-pk"))
     disputes = list(Dispute.objects.filter(order_id=order_id).order_by("-opened_at", "-pk"))
-    open_dispute = next((d for d in disputes if d.status not in dispute_policy.CLOSED), None)
+    open_dispute, resolved = _dispute_state(disputes)
     dispute = open_dispute or (disputes[0] if disputes else None)
     live_offer = next((o for o in offers if o.status in offer_policy.LIVE), None)
     timeline = (
@@ -479,7 +485,7 @@ def order_detail(*, user_id: str, order_id: str) -> dict[str, Any]:
         actor=actor,
         live_offer=live_offer,
         open_dispute=open_dispute,
-        dispute_resolved=any(d.status == dispute_policy.RESOLVED for d in disputes),
+        dispute_resolved=resolved,
         now=timezone.now(),
     )
     return {
